@@ -1,0 +1,167 @@
+"""mailparity: one normalized INBOUND_EMAIL_RECEIVED event per new email, pushed from Gmail and
+Microsoft 365 alike.
+
+The public API (``../API.md`` of the project) is re-exported here. Names are loaded on first access
+so that ``import mailparity`` stays cheap: provider libraries (msal, google-auth, the Google API
+client) are imported only when an adapter is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # models
+    "EmailAddress": "models",
+    "EmailBody": "models",
+    "Attachment": "models",
+    "Header": "models",
+    "EmailMessage": "models",
+    "InboundEmailReceived": "models",
+    "EmailProviderAuthFailed": "models",
+    "MailParityEvent": "models",
+    "OAuthTokens": "models",
+    "ConnectionTestResult": "models",
+    "WebhookSubscription": "models",
+    "MicrosoftProviderConfig": "models",
+    "GmailProviderConfig": "models",
+    "ProviderConfig": "models",
+    "Job": "models",
+    "event_id_for": "models",
+    # errors
+    "MailParityError": "errors",
+    "ConfigurationError": "errors",
+    "StoreError": "errors",
+    "PublishError": "errors",
+    "AuthError": "errors",
+    "CredentialsMissingError": "errors",
+    "AuthExpiredError": "errors",
+    "ProviderError": "errors",
+    "BadRequestError": "errors",
+    "UnauthorizedError": "errors",
+    "PermissionDeniedError": "errors",
+    "NotFoundError": "errors",
+    "CursorExpiredError": "errors",
+    "ThrottledError": "errors",
+    "ProviderUnavailableError": "errors",
+    "SubscriptionError": "errors",
+    "WebhookError": "errors",
+    "WebhookValidationError": "errors",
+    "WebhookAuthenticationError": "errors",
+    "PermanentMessageError": "errors",
+    # protocols
+    "CredentialStore": "protocols",
+    "ProviderStore": "protocols",
+    "SecretStore": "protocols",
+    "EventPublisher": "protocols",
+    "StateStore": "protocols",
+    "JobStore": "protocols",
+    "DedupeStore": "protocols",
+    "LockStore": "protocols",
+    "MetaStore": "protocols",
+    "ProviderRegistry": "protocols",
+    # stores and publishers
+    "InMemoryStore": "stores.memory",
+    "SqliteStore": "stores.sqlite",
+    "InMemoryPublisher": "publishers",
+    "DictSecretStore": "publishers",
+    # adapters
+    "EmailProviderAdapter": "adapter",
+    "SyncBatch": "adapter",
+    "MicrosoftGraphAdapter": "providers.graph",
+    "GmailAdapter": "providers.gmail",
+    "create_adapter": "providers",
+    "RetryPolicy": "http",
+    # webhooks and processing
+    "WebhookRequest": "webhooks",
+    "WebhookResponse": "webhooks",
+    "WebhookHandler": "webhooks",
+    "Processor": "processing",
+    "Worker": "worker",
+    "Maintenance": "maintenance",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mailparity' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .adapter import EmailProviderAdapter, SyncBatch
+    from .errors import (
+        AuthError,
+        AuthExpiredError,
+        BadRequestError,
+        ConfigurationError,
+        CredentialsMissingError,
+        CursorExpiredError,
+        MailParityError,
+        NotFoundError,
+        PermanentMessageError,
+        PermissionDeniedError,
+        ProviderError,
+        ProviderUnavailableError,
+        PublishError,
+        StoreError,
+        SubscriptionError,
+        ThrottledError,
+        UnauthorizedError,
+        WebhookAuthenticationError,
+        WebhookError,
+        WebhookValidationError,
+    )
+    from .http import RetryPolicy
+    from .maintenance import Maintenance
+    from .models import (
+        Attachment,
+        ConnectionTestResult,
+        EmailAddress,
+        EmailBody,
+        EmailMessage,
+        EmailProviderAuthFailed,
+        GmailProviderConfig,
+        Header,
+        InboundEmailReceived,
+        Job,
+        MailParityEvent,
+        MicrosoftProviderConfig,
+        OAuthTokens,
+        ProviderConfig,
+        WebhookSubscription,
+        event_id_for,
+    )
+    from .processing import Processor
+    from .protocols import (
+        CredentialStore,
+        DedupeStore,
+        EventPublisher,
+        JobStore,
+        LockStore,
+        MetaStore,
+        ProviderRegistry,
+        ProviderStore,
+        SecretStore,
+        StateStore,
+    )
+    from .providers import create_adapter
+    from .providers.gmail import GmailAdapter
+    from .providers.graph import MicrosoftGraphAdapter
+    from .publishers import DictSecretStore, InMemoryPublisher
+    from .stores.memory import InMemoryStore
+    from .stores.sqlite import SqliteStore
+    from .webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+    from .worker import Worker

@@ -1,0 +1,205 @@
+"""The exception tree of mailparity.
+
+Every error the library raises is a :class:`MailParityError`. Each class is named by its cause, and
+carries what the provider sent (``status``, ``code``, ``request_id``) so a host can log and act on it
+without parsing messages. Messages never contain tokens, client secrets or clientState values.
+
+::
+
+    MailParityError
+    ├── ConfigurationError            the config or environment cannot work (missing client id, bad URL)
+    ├── StoreError                    a host store failed (raise it from your own stores too)
+    ├── PublishError                  the EventPublisher failed; the work stays pending
+    ├── AuthError                     anything about credentials
+    │   ├── CredentialsMissingError   no tokens anywhere (store, legacy secrets)
+    │   └── AuthExpiredError          terminal: the user must consent again (invalid_grant, ...)
+    ├── ProviderError                 the provider answered with an error
+    │   ├── BadRequestError           400 (and other 4xx not named below)
+    │   ├── UnauthorizedError         401 that a token refresh did not cure
+    │   ├── PermissionDeniedError     403 that is not throttling
+    │   ├── NotFoundError             404 (message, subscription, mailbox)
+    │   ├── CursorExpiredError        Graph 410 syncStateNotFound, Gmail history 404
+    │   ├── ThrottledError            429 / quota 403, with ``retry_after`` seconds
+    │   └── ProviderUnavailableError  5xx, timeouts, connection errors
+    ├── SubscriptionError             a subscription or watch could not be created / renewed
+    ├── WebhookError                  a webhook request was refused
+    │   ├── WebhookValidationError    malformed request (400 / 413)
+    │   └── WebhookAuthenticationError  missing or invalid push credentials (401 / 403)
+    └── PermanentMessageError         this message can never be processed (poison message)
+
+Transient errors are :class:`ThrottledError` and :class:`ProviderUnavailableError`; see
+:func:`is_transient`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "AuthExpiredError",
+    "BadRequestError",
+    "ConfigurationError",
+    "CredentialsMissingError",
+    "CursorExpiredError",
+    "MailParityError",
+    "NotFoundError",
+    "PermanentMessageError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "PublishError",
+    "StoreError",
+    "SubscriptionError",
+    "ThrottledError",
+    "UnauthorizedError",
+    "WebhookAuthenticationError",
+    "WebhookError",
+    "WebhookValidationError",
+    "is_transient",
+]
+
+
+class MailParityError(Exception):
+    """Base class of every error raised by mailparity.
+
+    Attributes:
+        message: a human-readable description, free of secrets.
+        status: the HTTP status the provider answered, when there was one.
+        code: the provider's error code (Graph ``error.code``, Google ``error.status`` /
+            ``reason``, OAuth ``error``), when there was one.
+        request_id: the provider's request id (Graph ``request-id`` / ``client-request-id``,
+            Google ``x-guploader-uploadid`` is not used), for support tickets.
+        provider: ``"microsoft"`` or ``"google"`` when the error came from one of them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.provider = provider
+
+    def __str__(self) -> str:
+        details = []
+        if self.status is not None:
+            details.append(f"status={self.status}")
+        if self.code:
+            details.append(f"code={self.code}")
+        if self.request_id:
+            details.append(f"request_id={self.request_id}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, code={self.code!r},"
+            f" request_id={self.request_id!r})"
+        )
+
+
+class ConfigurationError(MailParityError):
+    """The configuration cannot work: a missing client id, a missing topic, an invalid URL."""
+
+
+class StoreError(MailParityError):
+    """A store operation failed. Host stores may raise it; the library treats it as transient."""
+
+
+class PublishError(MailParityError):
+    """The host's EventPublisher raised; the job stays pending and is retried."""
+
+
+class AuthError(MailParityError):
+    """Something is wrong with the credentials of a mailbox."""
+
+
+class CredentialsMissingError(AuthError):
+    """No tokens were found: not in the CredentialStore, not in the legacy tenant secret."""
+
+
+class AuthExpiredError(AuthError):
+    """Terminal: the grant is gone (``invalid_grant``, revoked consent, ``AADSTS700082`` ...).
+
+    The user must connect the mailbox again. Retrying cannot help, so the library stops retrying
+    and publishes one ``EMAIL_PROVIDER_AUTH_FAILED`` event.
+    """
+
+
+class ProviderError(MailParityError):
+    """The provider answered with an error status."""
+
+
+class BadRequestError(ProviderError):
+    """The provider refused the request as malformed (400, and 4xx not named elsewhere)."""
+
+
+class UnauthorizedError(ProviderError):
+    """401 that one token refresh did not cure."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403 that is not throttling: a missing scope or permission, a disabled API."""
+
+
+class NotFoundError(ProviderError):
+    """404: the message, subscription, attachment or mailbox does not exist (any more)."""
+
+
+class CursorExpiredError(ProviderError):
+    """The sync cursor is too old: Graph delta 410 ``syncStateNotFound``, Gmail history 404.
+
+    The caller must run a full sync and take a new baseline.
+    """
+
+
+class ThrottledError(ProviderError):
+    """429 (or a Gmail quota 403) after the retries ran out.
+
+    Attributes:
+        retry_after: seconds the provider asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx, a timeout or a connection error after the retries ran out."""
+
+
+class SubscriptionError(MailParityError):
+    """A Graph subscription or Gmail watch could not be created or renewed.
+
+    Graph answers 400 when its validation request to the notification URL failed.
+    """
+
+
+class WebhookError(MailParityError):
+    """A webhook request was refused."""
+
+
+class WebhookValidationError(WebhookError):
+    """The webhook request is malformed: wrong shape, too large, undecodable."""
+
+
+class WebhookAuthenticationError(WebhookError):
+    """The push credentials are missing (401) or invalid (403)."""
+
+
+class PermanentMessageError(MailParityError):
+    """This message can never be processed; it is reported and stops blocking its mailbox."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when retrying later may succeed (throttling, outages, store and publisher failures)."""
+    return isinstance(
+        error, ThrottledError | ProviderUnavailableError | StoreError | PublishError | UnauthorizedError
+    )

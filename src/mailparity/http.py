@@ -1,0 +1,331 @@
+"""One requests-based HTTP layer for the whole library.
+
+Every call of the library (Graph, Gmail, token endpoints) goes through :class:`HttpClient`, so that:
+
+* every request has a timeout;
+* 429, 503, 504 and connection errors (plus whatever a provider's ``is_retryable`` adds, such as
+  Gmail's quota 403s) are retried with tenacity, honouring ``Retry-After`` (seconds or an HTTP
+  date) up to a cap, with exponential backoff and jitter otherwise;
+* a 401 refreshes the access token once and retries once;
+* every failure becomes a :class:`~mailparity.errors.MailParityError` subclass named by its cause,
+  carrying status, code and request id (the provider supplies ``map_error``);
+* sleep and clock are injectable, so tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from .errors import (
+    BadRequestError,
+    CursorExpiredError,
+    MailParityError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    ThrottledError,
+    UnauthorizedError,
+)
+from .models import utcnow
+
+__all__ = [
+    "AccessTokenProvider",
+    "HttpClient",
+    "RetryPolicy",
+    "default_map_error",
+    "parse_retry_after",
+]
+
+log = logging.getLogger("mailparity.http")
+
+RETRY_STATUSES = frozenset({429, 503, 504})
+
+
+class AccessTokenProvider(Protocol):
+    """What the HTTP layer needs from an adapter's credentials."""
+
+    def get_access_token(self) -> str:
+        """A valid access token (refreshing first when it is about to expire)."""
+        ...
+
+    def force_refresh(self) -> str:
+        """Refresh now (after a 401) and return the new access token."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Attributes:
+        max_attempts: attempts in all, the first included.
+        base_delay: first backoff delay in seconds (doubles each attempt, with jitter).
+        max_delay: cap of one backoff delay, and of a ``Retry-After`` the provider asks for.
+        max_total: give up when the next wait would push the total wait over this many seconds.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_total: float = 300.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or utcnow())).total_seconds())
+
+
+def _request_id(response: requests.Response) -> str | None:
+    for name in ("request-id", "client-request-id", "x-ms-request-id", "x-request-id"):
+        value = response.headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def default_map_error(response: requests.Response, provider: str | None = None) -> MailParityError:
+    """Map an error response to an exception by status, reading Graph and Google error bodies.
+
+    Graph: ``{"error": {"code", "message", "innerError": {"request-id"}}}``; Google:
+    ``{"error": {"code": 404, "message", "status", "errors": [{"reason"}]}}``; OAuth:
+    ``{"error": "invalid_grant", "error_description"}``.
+    """
+    code: str | None = None
+    message = f"HTTP {response.status_code}"
+    request_id = _request_id(response)
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping):
+            raw_code = err.get("code")
+            code = raw_code if isinstance(raw_code, str) else None
+            errors = err.get("errors")
+            if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+                reason = errors[0].get("reason")
+                if isinstance(reason, str):
+                    code = reason
+            if code is None and isinstance(err.get("status"), str):
+                code = err["status"]
+            if isinstance(err.get("message"), str):
+                message = err["message"]
+            inner = err.get("innerError") or err.get("innererror")
+            if isinstance(inner, Mapping) and not request_id:
+                rid = inner.get("request-id") or inner.get("client-request-id")
+                request_id = rid if isinstance(rid, str) else None
+        elif isinstance(err, str):
+            code = err
+            desc = body.get("error_description")
+            message = desc.splitlines()[0] if isinstance(desc, str) and desc else err
+    status = response.status_code
+    kwargs: dict[str, Any] = {
+        "status": status, "code": code, "request_id": request_id, "provider": provider,
+    }
+    if status == 429:
+        return ThrottledError(
+            message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs
+        )
+    if status == 401:
+        return UnauthorizedError(message, **kwargs)
+    if status == 403:
+        return PermissionDeniedError(message, **kwargs)
+    if status == 404:
+        return NotFoundError(message, **kwargs)
+    if status == 410:
+        return CursorExpiredError(message, **kwargs)
+    if status >= 500:
+        return ProviderUnavailableError(message, **kwargs)
+    return BadRequestError(message, **kwargs)
+
+
+class _RetryableResponse(Exception):
+    """Internal: carries a retryable response through tenacity."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+@dataclass
+class HttpClient:
+    """The shared transport. One instance per adapter (it holds the session's connection pool).
+
+    Args:
+        session: the ``requests.Session`` to use (a new one when None).
+        timeout: ``(connect, read)`` seconds applied to every request.
+        retry: the retry policy.
+        sleep: called with seconds to wait between attempts (inject a fake in tests).
+        clock: returns the current UTC time (used for HTTP-date ``Retry-After``).
+        provider: ``"microsoft"``/``"google"``, recorded on errors.
+        map_error: turns an error response into an exception (provider-specific codes).
+        is_retryable: extra retry rule for a response (Gmail: 403 ``rateLimitExceeded``).
+        headers: sent on every request (Graph: ``Prefer: IdType="ImmutableId"``).
+    """
+
+    session: requests.Session = field(default_factory=requests.Session)
+    timeout: tuple[float, float] = (10.0, 60.0)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = utcnow
+    provider: str | None = None
+    map_error: Callable[[requests.Response], MailParityError] | None = None
+    is_retryable: Callable[[requests.Response], bool] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Called after every attempt with (method, url, status or None); for metrics and tests.
+    on_attempt: Callable[[str, str, int | None], None] | None = None
+
+    def _map(self, response: requests.Response) -> MailParityError:
+        if self.map_error is not None:
+            return self.map_error(response)
+        return default_map_error(response, self.provider)
+
+    def _retryable(self, response: requests.Response) -> bool:
+        if response.status_code in RETRY_STATUSES:
+            return True
+        return bool(self.is_retryable and self.is_retryable(response))
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = min(
+            self.retry.max_delay, self.retry.base_delay * (2 ** (state.attempt_number - 1))
+        )
+        # Full jitter on the upper half keeps many workers from retrying in lockstep.
+        backoff = backoff / 2 + random.uniform(0, backoff / 2)
+        if isinstance(exc, _RetryableResponse):
+            after = parse_retry_after(exc.response.headers.get("Retry-After"), now=self.clock())
+            if after is not None:
+                return min(self.retry.max_delay, max(after, 0.0))
+        return float(backoff)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: AccessTokenProvider | None = None,
+        stream: bool = False,
+        allow_status: frozenset[int] = frozenset(),
+        retry: bool = True,
+    ) -> requests.Response:
+        """Send one request with retries; return the response or raise a mapped error.
+
+        Args:
+            auth: when given, sends ``Authorization: Bearer`` and refreshes once on 401.
+            allow_status: error statuses returned to the caller instead of raised (e.g. 404 on a
+                delete that tolerates it).
+            retry: False disables the transient-failure retries (the 401 refresh still applies).
+        """
+        refreshed = False
+        total_wait = 0.0
+
+        def attempt() -> requests.Response:
+            nonlocal refreshed
+            merged = dict(self.headers)
+            if headers:
+                merged.update(headers)
+            if auth is not None:
+                merged["Authorization"] = f"Bearer {auth.get_access_token()}"
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json, data=data, headers=merged,
+                    timeout=self.timeout, stream=stream,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if self.on_attempt:
+                    self.on_attempt(method, url, None)
+                raise ProviderUnavailableError(
+                    f"{method} {_safe_url(url)} failed: {type(exc).__name__}",
+                    provider=self.provider,
+                ) from None
+            if self.on_attempt:
+                self.on_attempt(method, url, response.status_code)
+            if response.status_code == 401 and auth is not None and not refreshed:
+                refreshed = True
+                log.info("401 from %s; refreshing the access token once", _safe_url(url))
+                response.close()
+                merged["Authorization"] = f"Bearer {auth.force_refresh()}"
+                try:
+                    response = self.session.request(
+                        method, url, params=params, json=json, data=data, headers=merged,
+                        timeout=self.timeout, stream=stream,
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    raise ProviderUnavailableError(
+                        f"{method} {_safe_url(url)} failed: {type(exc).__name__}",
+                        provider=self.provider,
+                    ) from None
+                if self.on_attempt:
+                    self.on_attempt(method, url, response.status_code)
+            if response.status_code >= 400 and response.status_code not in allow_status:
+                if retry and self._retryable(response):
+                    raise _RetryableResponse(response)
+            return response
+
+        def sleep(seconds: float) -> None:
+            nonlocal total_wait
+            total_wait += seconds
+            log.info("retrying %s %s in %.1fs", method, _safe_url(url), seconds)
+            self.sleep(seconds)
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.retry.max_attempts:
+                return True
+            return total_wait + self._wait(state) > self.retry.max_total
+
+        retrying = Retrying(
+            stop=stop_after_attempt(1) if not retry else stop,
+            wait=self._wait,
+            sleep=sleep,
+            retry=retry_if_exception(
+                lambda e: isinstance(e, _RetryableResponse | ProviderUnavailableError)
+            ),
+            reraise=True,
+        )
+        try:
+            response: requests.Response = retrying(attempt)
+        except _RetryableResponse as exc:
+            raise self._map(exc.response) from None
+        if response.status_code >= 400 and response.status_code not in allow_status:
+            raise self._map(response)
+        return response
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string (which may hold tokens or ids worth keeping out of logs)."""
+    return url.split("?", 1)[0]

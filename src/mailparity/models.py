@@ -1,0 +1,430 @@
+"""Pydantic models: messages, events, configs, tokens and the library's own records.
+
+Every model dumps to the event JSON with ``model_dump(mode="json", by_alias=True)`` using camelCase
+keys; constructors accept snake_case and camelCase (``populate_by_name=True``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "EVENT_NAMESPACE",
+    "Attachment",
+    "ConnectionTestResult",
+    "EmailAddress",
+    "EmailBody",
+    "EmailMessage",
+    "EmailProviderAuthFailed",
+    "GmailProviderConfig",
+    "Header",
+    "InboundEmailReceived",
+    "Job",
+    "MailParityEvent",
+    "MicrosoftProviderConfig",
+    "OAuthTokens",
+    "ProviderConfig",
+    "WebhookSubscription",
+    "event_id_for",
+    "provider_config_from_dict",
+    "provider_config_to_storage",
+    "utcnow",
+]
+
+#: Namespace of the deterministic event ids (uuid5). Never change it: consumers dedupe on event ids.
+EVENT_NAMESPACE = uuid.UUID("6f0c7a52-4c1e-5d8e-9a57-1f2d3c4b5a69")
+
+GRAPH_MAX_SUBSCRIPTION_MINUTES = 4230
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the default clock of the library)."""
+    return datetime.now(timezone.utc)
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        # Naive datetimes are taken as UTC: both providers speak UTC.
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def event_id_for(provider_id: str, message_id: str, *, complete: bool = True) -> str:
+    """The deterministic event id of a message's complete (or minimal) event.
+
+    The same message always gets the same id, so a republished event can be dropped by consumers;
+    the minimal fallback event and the complete event differ, so the complete one is not dropped.
+    """
+    kind = "complete" if complete else "minimal"
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{provider_id}\x00{message_id}\x00{kind}"))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        validate_assignment=False,
+    )
+
+
+class EmailAddress(_Model):
+    """One mailbox: the addr-spec as sent (case kept) and the decoded display name."""
+
+    email: str
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _empty_name_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class EmailBody(_Model):
+    """The bodies: ``text`` is never None (derived from the HTML when there is no text part)."""
+
+    text: str = ""
+    html: str | None = None
+
+
+class Attachment(_Model):
+    """An attachment or inline part. ``id`` is accepted by ``get_attachment_content``."""
+
+    id: str
+    name: str
+    content_type: str
+    size: int = 0
+    content_id: str | None = None
+    is_inline: bool = False
+
+
+class Header(_Model):
+    """One header, unfolded and with RFC 2047 encoded-words decoded."""
+
+    name: str
+    value: str
+
+
+ProviderName: TypeAlias = Literal["microsoft", "google"]
+
+
+class EmailMessage(_Model):
+    """The normalized message: the ``emailData`` of ``INBOUND_EMAIL_RECEIVED``."""
+
+    id: str
+    provider: ProviderName
+    provider_id: str
+    tenant: str
+    mailbox: str
+    received_at: datetime
+    subject: str = ""
+    from_: EmailAddress = Field(default_factory=lambda: EmailAddress(email=""), alias="from")
+    to: list[EmailAddress] = Field(default_factory=list)
+    cc: list[EmailAddress] = Field(default_factory=list)
+    bcc: list[EmailAddress] = Field(default_factory=list)
+    reply_to: list[EmailAddress] = Field(default_factory=list)
+    body: EmailBody = Field(default_factory=EmailBody)
+    attachments: list[Attachment] = Field(default_factory=list)
+    thread_id: str | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    headers: list[Header] = Field(default_factory=list)
+    complete: bool = True
+
+    @field_validator("received_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+    def header(self, name: str) -> str | None:
+        """The value of the first header called ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for item in self.headers:
+            if item.name.lower() == wanted:
+                return item.value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of the headers called ``name`` (case-insensitive), in order."""
+        wanted = name.lower()
+        return [item.value for item in self.headers if item.name.lower() == wanted]
+
+
+class _Event(_Model):
+    event_id: str
+    event_type: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+    tenant_id: str
+    provider_id: str
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+
+class InboundEmailReceived(_Event):
+    """The ``INBOUND_EMAIL_RECEIVED`` event: one per new email, complete or (fallback) minimal."""
+
+    event_type: Literal["INBOUND_EMAIL_RECEIVED"] = "INBOUND_EMAIL_RECEIVED"
+    email_data: EmailMessage
+
+    @classmethod
+    def for_message(
+        cls, message: EmailMessage, *, occurred_at: datetime | None = None
+    ) -> InboundEmailReceived:
+        """Build the event of ``message`` with its deterministic ``event_id``."""
+        return cls(
+            event_id=event_id_for(message.provider_id, message.id, complete=message.complete),
+            occurred_at=occurred_at or utcnow(),
+            tenant_id=message.tenant,
+            provider_id=message.provider_id,
+            email_data=message,
+        )
+
+
+class EmailProviderAuthFailed(_Event):
+    """``EMAIL_PROVIDER_AUTH_FAILED``: a mailbox needs consent again; published once per failure."""
+
+    event_type: Literal["EMAIL_PROVIDER_AUTH_FAILED"] = "EMAIL_PROVIDER_AUTH_FAILED"
+    provider: ProviderName
+    mailbox: str
+    error_code: str | None = None
+    error: str = ""
+
+
+MailParityEvent: TypeAlias = InboundEmailReceived | EmailProviderAuthFailed
+
+
+class OAuthTokens(_Model):
+    """OAuth tokens of one mailbox connection. Secrets stay ``SecretStr``."""
+
+    access_token: SecretStr
+    refresh_token: SecretStr | None = None
+    expires_at: datetime
+    scope: str | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+    def expires_within(self, seconds: float, *, now: datetime | None = None) -> bool:
+        """True when the access token expires within ``seconds`` of ``now``."""
+        return self.expires_at <= (now or utcnow()) + timedelta(seconds=seconds)
+
+    def to_storage(self) -> dict[str, Any]:
+        """Plain dict with the secrets revealed, for stores only (never log it)."""
+        return {
+            "access_token": self.access_token.get_secret_value(),
+            "refresh_token": self.refresh_token.get_secret_value() if self.refresh_token else None,
+            "expires_at": self.expires_at.isoformat(),
+            "scope": self.scope,
+        }
+
+
+class ConnectionTestResult(_Model):
+    """The outcome of ``test_connection``; errors are reported, never raised."""
+
+    success: bool
+    error: str | None = None
+    mailbox: str | None = None
+    code: str | None = None
+    status: int | None = None
+    request_id: str | None = None
+
+
+class WebhookSubscription(_Model):
+    """A Graph subscription (``id``) or a Gmail watch (``id`` None, ``resource`` = topic)."""
+
+    id: str | None = None
+    expires_at: datetime
+    resource: str | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Provider configuration
+
+
+class _ProviderConfigBase(_Model):
+    provider_id: str
+    tenant: str
+    mailbox: str
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    #: Set when an auth failure was terminal: the mailbox needs consent again; nothing is retried.
+    needs_consent: bool = False
+    auth_error_code: str | None = None
+    #: Whether the mailbox is processed at all (a paused provider is skipped by workers/maintenance).
+    active: bool = True
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as JSON-able data with every secret masked (for CLIs and logs)."""
+        return self.model_dump(mode="json")
+
+    @field_serializer("client_secret", when_used="json")
+    def _mask_client_secret(self, value: SecretStr | None) -> str | None:
+        return None if value is None else "**********"
+
+
+class MicrosoftProviderConfig(_ProviderConfigBase):
+    """A Microsoft 365 mailbox connection (Graph). Field names follow the seed's columns."""
+
+    provider: Literal["microsoft"] = "microsoft"
+    authority_tenant: str = "common"
+    auth_mode: Literal["delegated", "application"] = "delegated"
+    folder: str = "inbox"
+    webhook_notification_url: str | None = None
+    #: Where Graph sends lifecycle notifications; defaults to the notification URL.
+    webhook_lifecycle_url: str | None = None
+    webhook_verification_token: SecretStr | None = None
+    #: The token replaced by the last rotation, accepted until ``previous_token_valid_until``.
+    previous_webhook_verification_token: SecretStr | None = None
+    previous_token_valid_until: datetime | None = None
+    webhook_subscription_id: str | None = None
+    webhook_expires_at: datetime | None = None
+    #: Subscription lifetime asked for; never more than Graph's 4230-minute cap.
+    subscription_lifetime_minutes: int = Field(default=4230, ge=45)
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    login_base_url: str = "https://login.microsoftonline.com"
+    scopes: list[str] = Field(default_factory=lambda: ["https://graph.microsoft.com/.default"])
+    #: What ``mark_message_processed`` does.
+    processed_strategy: Literal["none", "mark_read", "category", "move"] = "none"
+    processed_category: str = "PSA/Processed"
+    processed_folder: str | None = None
+    #: Per-folder delta links of the catch-up sync.
+    delta_links: dict[str, str] = Field(default_factory=dict)
+
+    @field_serializer(
+        "webhook_verification_token", "previous_webhook_verification_token", when_used="json"
+    )
+    def _mask_tokens(self, value: SecretStr | None) -> str | None:
+        return None if value is None else "**********"
+
+    @property
+    def effective_lifetime_minutes(self) -> int:
+        """The lifetime to ask Graph for: the configured one, capped at 4230 minutes."""
+        return min(self.subscription_lifetime_minutes, GRAPH_MAX_SUBSCRIPTION_MINUTES)
+
+
+class GmailProviderConfig(_ProviderConfigBase):
+    """A Gmail / Google Workspace mailbox connection. Field names follow the seed's columns."""
+
+    provider: Literal["google"] = "google"
+    auth_mode: Literal["user", "service_account"] = "user"
+    #: Service-account key JSON (domain-wide delegation, impersonating ``mailbox``).
+    service_account_info: SecretStr | None = None
+    project_id: str | None = None
+    pubsub_topic_name: str | None = None
+    pubsub_subscription_name: str | None = None
+    label_filters: list[str] = Field(default_factory=lambda: ["INBOX"])
+    #: The sync cursor; written only after the work up to it was published.
+    history_id: int | None = None
+    watch_expiration: datetime | None = None
+    gmail_base_url: str = "https://gmail.googleapis.com"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    scopes: list[str] = Field(
+        default_factory=lambda: ["https://www.googleapis.com/auth/gmail.modify"]
+    )
+    processed_strategy: Literal["none", "label", "remove_unread"] = "none"
+    processed_label: str = "PSA/Processed"
+    #: Lower bound of the full sync after a cursor expiry (the newest message already handled).
+    last_processed_at: datetime | None = None
+
+    @field_serializer("service_account_info", when_used="json")
+    def _mask_sa(self, value: SecretStr | None) -> str | None:
+        return None if value is None else "**********"
+
+    @property
+    def topic_path(self) -> str | None:
+        """``projects/{project_id}/topics/{pubsub_topic_name}`` (or the name if already a path)."""
+        if not self.pubsub_topic_name:
+            return None
+        if self.pubsub_topic_name.startswith("projects/"):
+            return self.pubsub_topic_name
+        if not self.project_id:
+            return None
+        return f"projects/{self.project_id}/topics/{self.pubsub_topic_name}"
+
+
+ProviderConfig: TypeAlias = Annotated[
+    MicrosoftProviderConfig | GmailProviderConfig, Field(discriminator="provider")
+]
+
+
+def provider_config_from_dict(data: Mapping[str, Any]) -> MicrosoftProviderConfig | GmailProviderConfig:
+    """Rebuild a config stored with :func:`provider_config_to_storage` (secrets revealed)."""
+    if data.get("provider") == "google":
+        return GmailProviderConfig.model_validate(data)
+    return MicrosoftProviderConfig.model_validate(data)
+
+
+def provider_config_to_storage(
+    config: MicrosoftProviderConfig | GmailProviderConfig,
+) -> dict[str, Any]:
+    """The config as a JSON-able dict with secrets revealed: for stores only, never for logs."""
+    data = config.model_dump(mode="python")
+    for key, value in list(data.items()):
+        if isinstance(value, SecretStr):
+            data[key] = value.get_secret_value()
+        elif isinstance(value, datetime):
+            data[key] = value.isoformat()
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Library records
+
+
+JobKind: TypeAlias = Literal[
+    "graph_message",  # payload {"message_id"}: fetch, dedupe, publish, mark processed
+    "gmail_history",  # payload {"history_id"}: history from the stored cursor, then each message
+    "lifecycle",  # payload {"event", "subscription_id"}: act on a Graph lifecycle notification
+    "sync",  # payload {"reason"}: catch-up sync of one provider
+    "message_retry",  # payload {"message_id"}: a message whose minimal event went out
+]
+
+
+class Job(_Model):
+    """A durable unit of work stored by a :class:`~mailparity.protocols.JobStore`.
+
+    ``unique_key``: while a job with this key is pending (not yet claimed), enqueuing another one
+    with the same key is a no-op; this coalesces duplicate notifications and bursts of pushes.
+    """
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    kind: JobKind
+    provider_id: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    unique_key: str | None = None
+    attempts: int = 0
+    available_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = None
+    status: Literal["pending", "running", "done", "dead"] = "pending"
+    lease_until: datetime | None = None
+    worker_id: str | None = None
+
+    @field_validator("available_at", "created_at", "lease_until", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _to_utc(value)

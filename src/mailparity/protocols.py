@@ -1,0 +1,233 @@
+"""The host seams: small protocols a host application implements to plug in its own database and
+event bus. ``InMemoryStore``, ``SqliteStore`` (and ``SqlStore``) implement every one of them.
+
+The four seams of the public contract are :class:`CredentialStore`, :class:`ProviderStore`,
+:class:`SecretStore` and :class:`EventPublisher`. The pipeline also needs durable state of its own
+(jobs, dedupe keys, leases, small per-mailbox values); :class:`StateStore` is the union that
+``WebhookHandler``, the worker and maintenance expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+from .models import (
+    GmailProviderConfig,
+    Job,
+    MailParityEvent,
+    MicrosoftProviderConfig,
+    OAuthTokens,
+)
+
+__all__ = [
+    "AnyProviderConfig",
+    "ClaimOutcome",
+    "CredentialStore",
+    "DedupeStore",
+    "EventPublisher",
+    "JobStore",
+    "LockStore",
+    "MetaStore",
+    "ProviderRegistry",
+    "ProviderStore",
+    "SecretStore",
+    "StateStore",
+]
+
+AnyProviderConfig: TypeAlias = MicrosoftProviderConfig | GmailProviderConfig
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """Where OAuth tokens live. Implementations must persist ``save_tokens`` durably before
+    returning: Microsoft rotates refresh tokens, so a lost save can lock a mailbox out."""
+
+    def load_tokens(self, provider_id: str) -> OAuthTokens | None:
+        """The tokens of ``provider_id``, or None when there are none."""
+        ...
+
+    def save_tokens(self, provider_id: str, tokens: OAuthTokens) -> None:
+        """Store (replace) the tokens of ``provider_id``."""
+        ...
+
+
+@runtime_checkable
+class ProviderStore(Protocol):
+    """Where mailbox connections (provider configs) live."""
+
+    def get_provider(self, provider_id: str) -> AnyProviderConfig | None:
+        """The config of ``provider_id``, or None."""
+        ...
+
+    def find_provider_by_subscription(self, subscription_id: str) -> AnyProviderConfig | None:
+        """The Microsoft provider whose ``webhook_subscription_id`` is ``subscription_id``."""
+        ...
+
+    def find_provider_by_mailbox(self, provider: str, mailbox: str) -> AnyProviderConfig | None:
+        """The provider (``"microsoft"``/``"google"``) for ``mailbox``, compared case-insensitively."""
+        ...
+
+    def save_provider(self, config: AnyProviderConfig) -> None:
+        """Insert or replace the config (keyed by ``provider_id``)."""
+        ...
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Tenant secrets of the host (client ids and secrets, legacy token JSON)."""
+
+    def get_secret(self, tenant: str, name: str) -> str | None:
+        """The secret ``name`` of ``tenant``, or None."""
+        ...
+
+
+@runtime_checkable
+class EventPublisher(Protocol):
+    """The host's event bus. ``publish`` must raise when the event was not accepted: the library
+    then keeps the work pending and publishes again later (at-least-once; the event id is stable)."""
+
+    def publish(self, event: MailParityEvent) -> None:
+        """Publish one event; raise on failure."""
+        ...
+
+
+@runtime_checkable
+class ProviderRegistry(Protocol):
+    """Provider bookkeeping beyond the public ProviderStore: listing and atomic partial updates.
+
+    ``update_provider`` exists because several actors write the same config (the worker moves the
+    Gmail cursor while maintenance renews the watch); a whole-object save would roll fields back.
+    """
+
+    def list_providers(self) -> list[AnyProviderConfig]:
+        """Every stored provider config."""
+        ...
+
+    def update_provider(self, provider_id: str, changes: Mapping[str, Any]) -> AnyProviderConfig:
+        """Atomically set ``changes`` (field name -> value) on the stored config; return it.
+
+        Raises ``KeyError`` when the provider does not exist."""
+        ...
+
+    def compare_and_set_history_id(
+        self, provider_id: str, expected: int | None, new: int
+    ) -> bool:
+        """Set the Gmail cursor to ``new`` only if it is still ``expected``; True if it was set."""
+        ...
+
+    def delete_provider(self, provider_id: str) -> None:
+        """Remove the provider, its tokens and its state."""
+        ...
+
+
+ClaimOutcome: TypeAlias = Literal["claimed", "published", "busy"]
+
+
+@runtime_checkable
+class DedupeStore(Protocol):
+    """Dedupe keys per (provider, key): at most one complete event per message.
+
+    Keys are ``"id:<provider message id>"`` and ``"mid:<RFC Message-ID>"``. A worker claims keys
+    (with a lease) before publishing, marks them published after, and releases them when publishing
+    failed; a crashed worker's claim lapses when its lease ends.
+    """
+
+    def claim_keys(
+        self, provider_id: str, keys: Sequence[str], owner: str, lease_until: datetime,
+        now: datetime,
+    ) -> ClaimOutcome:
+        """Claim every key at once. ``"published"`` if any key was already published complete,
+        ``"busy"`` if another live owner holds one, else ``"claimed"`` (all keys now held)."""
+        ...
+
+    def mark_published(
+        self, provider_id: str, keys: Sequence[str], *, complete: bool, event_id: str,
+        at: datetime,
+    ) -> None:
+        """Record the keys as published (complete or minimal) and drop the claim."""
+        ...
+
+    def release_keys(self, provider_id: str, keys: Sequence[str], owner: str) -> None:
+        """Drop ``owner``'s claim on the keys that are not published complete."""
+        ...
+
+    def published_state(self, provider_id: str, key: str) -> Literal["complete", "minimal"] | None:
+        """How the key was published, or None."""
+        ...
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """A durable job queue. Claiming leases a job; an expired lease makes it claimable again."""
+
+    def enqueue_job(self, job: Job) -> bool:
+        """Store the job. False (and nothing stored) when a *pending* job has the same
+        ``unique_key``. Must be durable when it returns."""
+        ...
+
+    def claim_jobs(
+        self, worker_id: str, *, limit: int, now: datetime, lease_until: datetime,
+        kinds: Sequence[str] | None = None, provider_ids: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """Claim up to ``limit`` jobs that are pending and available (or running with an expired
+        lease), oldest ``available_at`` first; mark them running for ``worker_id``."""
+        ...
+
+    def complete_job(self, job_id: str) -> None:
+        """The job is done (it may be deleted)."""
+        ...
+
+    def retry_job(self, job_id: str, *, error: str, available_at: datetime) -> None:
+        """Put the job back to pending at ``available_at`` with ``attempts`` + 1."""
+        ...
+
+    def bury_job(self, job_id: str, *, error: str) -> None:
+        """Give up: mark the job dead (kept for inspection, never claimed again)."""
+        ...
+
+    def list_jobs(
+        self, *, status: str | None = None, provider_id: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Jobs for inspection (CLI, tests)."""
+        ...
+
+    def count_jobs(self, *, status: str | None = None) -> int:
+        """How many jobs have ``status`` (all when None)."""
+        ...
+
+
+@runtime_checkable
+class LockStore(Protocol):
+    """Lease locks shared by threads and processes (token refresh, renewal sweeps)."""
+
+    def acquire_lock(self, name: str, owner: str, *, until: datetime, now: datetime) -> bool:
+        """Take ``name`` for ``owner`` until ``until`` if it is free, expired or already
+        ``owner``'s; True when taken."""
+        ...
+
+    def release_lock(self, name: str, owner: str) -> None:
+        """Release ``name`` if ``owner`` holds it."""
+        ...
+
+
+@runtime_checkable
+class MetaStore(Protocol):
+    """Small per-provider values (last push time, retry counters, sweep marks)."""
+
+    def get_meta(self, provider_id: str, key: str) -> str | None:
+        """The value, or None."""
+        ...
+
+    def set_meta(self, provider_id: str, key: str, value: str | None) -> None:
+        """Set (None deletes) the value."""
+        ...
+
+
+@runtime_checkable
+class StateStore(
+    CredentialStore, ProviderStore, ProviderRegistry, DedupeStore, JobStore, LockStore, MetaStore,
+    Protocol,
+):
+    """Everything the pipeline needs from one store; implemented by every shipped store."""

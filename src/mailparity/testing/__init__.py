@@ -1,0 +1,1 @@
+"""Test doubles and fixtures for host applications: provider fakes, a pytest plugin."""
