@@ -1,0 +1,280 @@
+"""Maintenance: keep subscriptions and watches alive, and catch up on whatever a push missed.
+
+A push is a hint. Graph drops notifications for slow endpoints and subscriptions expire after at
+most 4230 minutes; Gmail watches expire after 7 days. :class:`Maintenance` runs, on a schedule
+(``mailparity maintain``, a cron job, the Celery beat schedule):
+
+* a renewal sweep over every provider in the store: Graph subscriptions renewed well before
+  expiry (never asking more than the cap), recreated when missing or gone (the adapter recreates on
+  404); Gmail watches renewed daily. Each provider is renewed under a lease lock and re-checked
+  after taking it, so several processes running the sweep at once renew each provider once;
+* silence detection: a mailbox without a push (and without a catch-up) for longer than
+  ``silence_after`` gets a catch-up ``sync`` job;
+* the lifecycle and sync jobs themselves are run by the :class:`~mailparity.processing.Processor`
+  (``run_jobs=True``), through the same dedupe and publish path as pushed messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from .errors import AuthExpiredError, MailParityError
+from .models import GmailProviderConfig, Job, MicrosoftProviderConfig, utcnow
+from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
+from .providers import create_adapter
+
+__all__ = ["Maintenance", "MaintenanceReport"]
+
+log = logging.getLogger("mailparity.maintenance")
+
+LAST_PUSH_META = "last_push_at"
+LAST_SYNC_META = "last_sync_at"
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance pass did (counts, and the providers involved)."""
+
+    renewed: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    syncs_enqueued: list[str] = field(default_factory=list)
+    jobs_run: int = 0
+
+    def summary(self) -> str:
+        """One line for logs and the command line."""
+        return (
+            f"renewed={len(self.renewed)} created={len(self.created)} skipped={len(self.skipped)}"
+            f" failed={len(self.failed)} syncs={len(self.syncs_enqueued)} jobs={self.jobs_run}"
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+class Maintenance:
+    """The renewal sweep, silence detection and catch-up for every provider in a store.
+
+    Args:
+        store: the StateStore holding providers, tokens, jobs and locks.
+        publisher: the host's EventPublisher (catch-up publishes through it).
+        secrets, session: passed to the adapters.
+        graph_renew_before: renew a Graph subscription that expires within this window. The
+            default (36 h) is about half of the 4230-minute maximum, so an hourly or daily sweep
+            renews every subscription with a day to spare.
+        gmail_renew_after: renew a Gmail watch this long after it was last registered (Google
+            recommends daily; a watch lives 7 days).
+        silence_after: a mailbox with no push and no catch-up for this long gets a sync job.
+        clock, sleep, adapter_factory: injectable for tests.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        publisher: EventPublisher,
+        *,
+        secrets: SecretStore | None = None,
+        session: requests.Session | None = None,
+        graph_renew_before: timedelta = timedelta(hours=36),
+        gmail_renew_after: timedelta = timedelta(days=1),
+        silence_after: timedelta = timedelta(hours=6),
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        adapter_factory: Callable[..., Any] = create_adapter,
+        processor: Any = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.secrets = secrets
+        self.session = session
+        self.graph_renew_before = graph_renew_before
+        self.gmail_renew_after = gmail_renew_after
+        self.silence_after = silence_after
+        self.clock = clock
+        self.sleep = sleep
+        self.adapter_factory = adapter_factory
+        self._processor = processor
+        self.owner = f"maintenance-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    # ------------------------------------------------------------------ helpers
+
+    def _adapter(self, config: AnyProviderConfig) -> Any:
+        return self.adapter_factory(
+            config,
+            store=self.store,
+            secrets=self.secrets,
+            session=self.session,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+    @property
+    def processor(self) -> Any:
+        """The Processor that runs lifecycle and sync jobs (created on first use)."""
+        if self._processor is None:
+            from .processing import Processor
+
+            self._processor = Processor(
+                self.store,
+                self.publisher,
+                secrets=self.secrets,
+                session=self.session,
+                clock=self.clock,
+                sleep=self.sleep,
+                adapter_factory=self.adapter_factory,
+            )
+        return self._processor
+
+    def needs_renewal(self, config: AnyProviderConfig, now: datetime | None = None) -> bool:
+        """True when the provider's subscription or watch must be created or renewed now."""
+        now = now or self.clock()
+        if isinstance(config, MicrosoftProviderConfig):
+            if not config.webhook_notification_url:
+                return False  # nowhere to deliver: a push-less (sync-only) provider
+            if not config.webhook_subscription_id or config.webhook_expires_at is None:
+                return True
+            return config.webhook_expires_at - now <= self.graph_renew_before
+        if not config.topic_path:
+            return False
+        if config.watch_expiration is None:
+            return True
+        # A watch lives 7 days; renewing once it is older than gmail_renew_after means renewing
+        # when less than (7 days - gmail_renew_after) remain.
+        return config.watch_expiration - now <= timedelta(days=7) - self.gmail_renew_after
+
+    def _handle_auth_failure(self, config: AnyProviderConfig, error: AuthExpiredError) -> None:
+        handler = getattr(self.processor, "handle_auth_failure", None)
+        if callable(handler):
+            handler(config, error)
+        else:  # pragma: no cover - the shipped Processor has it
+            self.store.update_provider(
+                config.provider_id, {"needs_consent": True, "auth_error_code": error.code}
+            )
+
+    # ------------------------------------------------------------------ sweeps
+
+    def renew_subscriptions(self, report: MaintenanceReport | None = None) -> MaintenanceReport:
+        """Create or renew every subscription / watch that needs it (see :meth:`needs_renewal`).
+
+        Safe to run from several processes at once: each provider is handled under a lease lock,
+        and its config is re-read after the lock is taken."""
+        report = report or MaintenanceReport()
+        for config in self.store.list_providers():
+            pid = config.provider_id
+            if not config.active or config.needs_consent or not self.needs_renewal(config):
+                report.skipped.append(pid)
+                continue
+            now = self.clock()
+            lock = f"renew:{pid}"
+            until = now + timedelta(minutes=5)
+            if not self.store.acquire_lock(lock, self.owner, until=until, now=now):
+                report.skipped.append(pid)  # another process is renewing it right now
+                continue
+            try:
+                fresh = self.store.get_provider(pid)
+                if fresh is None or not self.needs_renewal(fresh):
+                    report.skipped.append(pid)
+                    continue
+                adapter = self._adapter(fresh)
+                existed = (
+                    fresh.webhook_subscription_id is not None
+                    if isinstance(fresh, MicrosoftProviderConfig)
+                    else fresh.watch_expiration is not None
+                )
+                if existed:
+                    adapter.renew_webhook_subscription()
+                    report.renewed.append(pid)
+                else:
+                    adapter.register_webhook_subscription()
+                    report.created.append(pid)
+                    # A new subscription cannot tell what arrived while there was none.
+                    self.enqueue_sync(pid, "subscription created", report)
+            except AuthExpiredError as exc:
+                self._handle_auth_failure(config, exc)
+                report.failed[pid] = str(exc)
+            except MailParityError as exc:
+                log.warning("renewal of provider %s failed: %s", pid, exc)
+                report.failed[pid] = str(exc)
+            finally:
+                self.store.release_lock(lock, self.owner)
+        return report
+
+    def enqueue_sync(
+        self, provider_id: str, reason: str, report: MaintenanceReport | None = None
+    ) -> bool:
+        """Enqueue a catch-up sync for the provider (coalesced with a pending one)."""
+        stored = self.store.enqueue_job(
+            Job(
+                kind="sync",
+                provider_id=provider_id,
+                payload={"reason": reason},
+                unique_key=f"sync:{provider_id}",
+                available_at=self.clock(),
+                created_at=self.clock(),
+            )
+        )
+        self.store.set_meta(provider_id, LAST_SYNC_META, self.clock().isoformat())
+        if stored and report is not None:
+            report.syncs_enqueued.append(provider_id)
+        return stored
+
+    def detect_silence(self, report: MaintenanceReport | None = None) -> MaintenanceReport:
+        """Enqueue a sync for every active mailbox silent for longer than ``silence_after``."""
+        report = report or MaintenanceReport()
+        now = self.clock()
+        for config in self.store.list_providers():
+            if not config.active or config.needs_consent:
+                continue
+            pid = config.provider_id
+            times = [
+                t
+                for t in (
+                    _parse_time(self.store.get_meta(pid, LAST_PUSH_META)),
+                    _parse_time(self.store.get_meta(pid, LAST_SYNC_META)),
+                )
+                if t is not None
+            ]
+            last = max(times) if times else None
+            if last is None or now - last > self.silence_after:
+                self.enqueue_sync(pid, "silence", report)
+        return report
+
+    def sync_all(self, report: MaintenanceReport | None = None) -> MaintenanceReport:
+        """Enqueue a catch-up sync for every active provider."""
+        report = report or MaintenanceReport()
+        for config in self.store.list_providers():
+            if config.active and not config.needs_consent:
+                self.enqueue_sync(config.provider_id, "requested", report)
+        return report
+
+    def run_once(self, *, run_jobs: bool = True) -> MaintenanceReport:
+        """One maintenance pass: renewal sweep, silence detection, then (``run_jobs``) every due
+        job, lifecycle and sync jobs included."""
+        report = MaintenanceReport()
+        self.renew_subscriptions(report)
+        self.detect_silence(report)
+        if run_jobs:
+            report.jobs_run = int(self.processor.run_pending())
+        log.info("maintenance: %s", report.summary())
+        return report
+
+
+def provider_kind(config: AnyProviderConfig) -> str:
+    """``"microsoft"`` or ``"google"``."""
+    return "google" if isinstance(config, GmailProviderConfig) else "microsoft"
