@@ -1,0 +1,235 @@
+"""Shipped ``EventPublisher`` and ``SecretStore`` implementations.
+
+* :class:`InMemoryPublisher` keeps every event in ``.events`` (tests, demos); it can simulate a
+  failing bus with :meth:`~InMemoryPublisher.fail_next`.
+* :class:`CallbackPublisher` adapts a plain function.
+* :class:`JsonlFilePublisher` appends one JSON line per event to a file, durably and safely from
+  several threads and processes.
+* :class:`DictSecretStore` serves tenant secrets from a mapping.
+
+Every publisher raises :class:`~mailparity.errors.PublishError` when an event was not accepted, so
+the library keeps the work pending and publishes again later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import MailParityError, PublishError
+from .models import MailParityEvent
+
+try:  # POSIX; elsewhere appends rely on O_APPEND alone
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CallbackPublisher",
+    "DictSecretStore",
+    "InMemoryPublisher",
+    "JsonlFilePublisher",
+    "event_to_json",
+]
+
+
+def event_to_json(event: MailParityEvent) -> dict[str, Any]:
+    """The wire form of an event: camelCase keys, JSON types (what every publisher sends)."""
+    return event.model_dump(mode="json", by_alias=True)
+
+
+class InMemoryPublisher:
+    """Collects published events in ``.events``, in publishing order. Thread-safe.
+
+    ``fail_next(n)`` makes the next ``n`` calls of :meth:`publish` raise (a failing bus); failed
+    events are not recorded. ``attempts`` counts every call, failed or not.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[MailParityEvent] = []
+        self.attempts = 0
+        self._failures_left = 0
+        self._failure: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"InMemoryPublisher(events={len(self.events)})"
+
+    def publish(self, event: MailParityEvent) -> None:
+        """Record ``event``, or raise when a failure was scheduled with :meth:`fail_next`."""
+        with self._lock:
+            self.attempts += 1
+            if self._failures_left > 0:
+                self._failures_left -= 1
+                failure = self._failure
+                if self._failures_left == 0:
+                    self._failure = None
+                if failure is not None:
+                    raise failure
+                raise PublishError("simulated publish failure")
+            self.events.append(event)
+
+    def fail_next(self, n: int = 1, exc: BaseException | None = None) -> None:
+        """Make the next ``n`` publishes fail with ``exc`` (default: a ``PublishError``)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            self._failures_left = n
+            self._failure = exc
+
+    def clear(self) -> None:
+        """Forget the recorded events (the failure schedule is kept)."""
+        with self._lock:
+            self.events.clear()
+
+    def events_of_type(self, event_type: str) -> list[MailParityEvent]:
+        """The recorded events whose ``event_type`` is ``event_type``, in order."""
+        with self._lock:
+            return [event for event in self.events if event.event_type == event_type]
+
+    def event_ids(self) -> list[str]:
+        """The ``event_id`` of every recorded event, in order."""
+        with self._lock:
+            return [event.event_id for event in self.events]
+
+
+class CallbackPublisher:
+    """Adapts a function ``fn(event) -> object`` to the ``EventPublisher`` protocol.
+
+    An exception from ``fn`` becomes a :class:`PublishError` (chained as ``__cause__``; its message
+    names only the exception type, since the function's message may carry anything). Errors of the
+    library pass through unchanged.
+    """
+
+    def __init__(self, fn: Callable[[MailParityEvent], object]) -> None:
+        if not callable(fn):
+            raise TypeError("CallbackPublisher needs a callable")
+        self._fn = fn
+
+    def __repr__(self) -> str:
+        name = getattr(self._fn, "__qualname__", type(self._fn).__name__)
+        return f"CallbackPublisher({name})"
+
+    def publish(self, event: MailParityEvent) -> None:
+        """Call the function with ``event``."""
+        try:
+            self._fn(event)
+        except MailParityError:
+            raise
+        except Exception as exc:
+            raise PublishError(f"publisher callback raised {type(exc).__name__}") from exc
+
+
+class JsonlFilePublisher:
+    """Appends each event as one JSON line (``event_to_json``) to ``path``.
+
+    Each line is written with one ``write`` on an ``O_APPEND`` descriptor under an exclusive
+    ``fcntl`` lock and ``fsync``-ed before ``publish`` returns, so concurrent processes never
+    interleave lines and a returned publish survives a crash. The file is created when missing
+    (mode 0600: events carry mail content); its folder must exist.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self._path = Path(path)
+        self._fsync = fsync
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"JsonlFilePublisher({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The file the events are appended to."""
+        return self._path
+
+    def publish(self, event: MailParityEvent) -> None:
+        """Append ``event``; raise :class:`PublishError` when it could not be written durably."""
+        line = (
+            json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n"
+        ).encode("utf-8")
+        with self._lock:
+            try:
+                fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise PublishError(f"cannot open the event file: {exc.strerror}") from exc
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                written = os.write(fd, self._after_torn_line(fd) + line)
+                if written < len(line):
+                    raise PublishError("short write to the event file")
+                if self._fsync:
+                    os.fsync(fd)
+            except OSError as exc:
+                raise PublishError(f"cannot write the event file: {exc.strerror}") from exc
+            finally:
+                # Closing the descriptor also drops the flock.
+                os.close(fd)
+
+    @staticmethod
+    def _after_torn_line(fd: int) -> bytes:
+        """A newline when the file ends mid-line (a writer crashed during its write), so the torn
+        fragment stays on its own line instead of corrupting the next event."""
+        size = os.fstat(fd).st_size
+        if size == 0 or not hasattr(os, "pread"):
+            return b""
+        return b"" if os.pread(fd, 1, size - 1) == b"\n" else b"\n"
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """Every event written to ``path`` so far, as dicts (an absent file reads as empty)."""
+        return list(JsonlFilePublisher.iter_events(path))
+
+    @staticmethod
+    def iter_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+        """Iterate the events of ``path``. A torn line (a writer crashed mid-write, so that publish
+        never returned and the event will be published again) is skipped."""
+        try:
+            handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except FileNotFoundError:
+            return
+        with handle:
+            for raw in handle:
+                text = raw.strip()
+                if not text:
+                    continue
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+
+
+class DictSecretStore:
+    """A ``SecretStore`` over a mapping ``{tenant: {name: value}}`` (copied on construction).
+
+    Values never appear in its repr.
+    """
+
+    def __init__(self, mapping: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._secrets: dict[str, dict[str, str]] = {
+            tenant: dict(values) for tenant, values in (mapping or {}).items()
+        }
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"DictSecretStore(tenants={sorted(self._secrets)})"
+
+    def get_secret(self, tenant: str, name: str) -> str | None:
+        """The secret ``name`` of ``tenant``, or None."""
+        with self._lock:
+            return self._secrets.get(tenant, {}).get(name)
+
+    def set_secret(self, tenant: str, name: str, value: str | None) -> None:
+        """Set (None deletes) a secret."""
+        with self._lock:
+            if value is None:
+                self._secrets.get(tenant, {}).pop(name, None)
+            else:
+                self._secrets.setdefault(tenant, {})[name] = value

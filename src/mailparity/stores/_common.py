@@ -1,0 +1,133 @@
+"""Helpers shared by the shipped stores: one definition of the store semantics, so the in-memory
+and SQLite stores (and the SQL store) cannot drift apart.
+
+Leases, everywhere (dedupe claims, job leases, locks): a lease is live while ``now <= until`` and
+free once ``until < now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..models import GmailProviderConfig, MicrosoftProviderConfig
+from ..protocols import ClaimOutcome
+
+__all__ = [
+    "EPOCH",
+    "JOB_STATUSES",
+    "LEASE_EXPIRED_ERROR",
+    "apply_config_changes",
+    "config_mailbox_key",
+    "config_subscription_id",
+    "dedupe_claim_outcome",
+    "from_micros",
+    "lease_live",
+    "normalize_config",
+    "to_micros",
+    "to_utc",
+    "utc_now_micros",
+]
+
+AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: Every status a job can have. ``done`` jobs are deleted by the shipped stores.
+JOB_STATUSES = ("pending", "running", "done", "dead")
+
+#: The error recorded on a job whose worker's lease ran out (the worker crashed or hung).
+LEASE_EXPIRED_ERROR = "lease expired before the job completed"
+
+_IMMUTABLE_FIELDS = frozenset({"provider_id", "provider"})
+
+
+def to_utc(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC; naive datetimes are taken as UTC (as the models do)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def to_micros(value: datetime) -> int:
+    """Whole microseconds since the Unix epoch: an exact, sortable integer for SQL columns."""
+    return (to_utc(value) - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    """The inverse of :func:`to_micros` (timezone-aware UTC)."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+def utc_now_micros() -> int:
+    """The current time as :func:`to_micros` (bookkeeping columns such as ``updated_at``)."""
+    return to_micros(datetime.now(timezone.utc))
+
+
+def lease_live(until: datetime | None, now: datetime) -> bool:
+    """True while a lease ending at ``until`` still holds at ``now``."""
+    return until is not None and to_utc(now) <= to_utc(until)
+
+
+def config_mailbox_key(mailbox: str) -> str:
+    """The case-insensitive lookup key of a mailbox address."""
+    return mailbox.strip().casefold()
+
+
+def config_subscription_id(config: AnyConfig) -> str | None:
+    """The Graph subscription id a config is found by (None for Gmail)."""
+    if isinstance(config, MicrosoftProviderConfig):
+        return config.webhook_subscription_id
+    return None
+
+
+def normalize_config(config: AnyConfig) -> AnyConfig:
+    """A deep copy of ``config`` whose datetime fields are timezone-aware UTC.
+
+    The config models accept naive datetimes; the stores hand back aware UTC ones only, so that
+    comparisons with ``utcnow()`` (renewal sweeps) can never fail on a naive value.
+    """
+    changes = {
+        name: to_utc(value)
+        for name in type(config).model_fields
+        if isinstance(value := getattr(config, name), datetime)
+    }
+    return config.model_copy(update=changes, deep=True)
+
+
+def apply_config_changes(config: AnyConfig, changes: Mapping[str, Any]) -> AnyConfig:
+    """A new, validated config: ``config`` with ``changes`` (field name -> value) applied.
+
+    Values go through the model's validation (``"123"`` becomes ``123`` for ``history_id``, a plain
+    string becomes ``SecretStr``, a naive datetime is read as UTC). Unknown fields raise
+    ``ValueError`` rather than being dropped silently, and so do ``provider_id`` / ``provider``
+    changes, which would move the record under another key.
+    """
+    fields = type(config).model_fields
+    unknown = sorted(name for name in changes if name not in fields)
+    if unknown:
+        raise ValueError(f"unknown config fields for {type(config).__name__}: {unknown}")
+    for name in _IMMUTABLE_FIELDS.intersection(changes):
+        if changes[name] != getattr(config, name):
+            raise ValueError(f"{name} cannot be changed by update_provider")
+    data = config.model_dump(mode="python")
+    data.update(changes)
+    return normalize_config(type(config).model_validate(data))
+
+
+def dedupe_claim_outcome(
+    records: Sequence[tuple[str | None, str | None, datetime | None]], owner: str, now: datetime
+) -> ClaimOutcome:
+    """Decide a ``claim_keys`` call from the current records of the keys.
+
+    Each record is ``(published, claim_owner, claim_lease_until)`` of one existing key. Published
+    complete wins over busy: a message already delivered must not be retried just because
+    someone else is looking at it too.
+    """
+    if any(published == "complete" for published, _, _ in records):
+        return "published"
+    for _, holder, until in records:
+        if holder is not None and holder != owner and lease_live(until, now):
+            return "busy"
+    return "claimed"

@@ -1,0 +1,328 @@
+"""``InMemoryStore``: every state protocol in one process-local object.
+
+Meant for tests, demos and single-process hosts that accept losing state on restart. Every method
+holds one re-entrant lock, so the store is safe to share between threads. Configs, tokens and jobs
+are stored as copies and handed out as copies: a caller mutating its object never changes the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from ..models import GmailProviderConfig, Job, MicrosoftProviderConfig, OAuthTokens
+from ..protocols import ClaimOutcome
+from ._common import (
+    LEASE_EXPIRED_ERROR,
+    apply_config_changes,
+    config_mailbox_key,
+    config_subscription_id,
+    dedupe_claim_outcome,
+    lease_live,
+    normalize_config,
+    to_utc,
+)
+
+__all__ = ["InMemoryStore"]
+
+AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+
+
+@dataclass
+class _DedupeRecord:
+    published: Literal["complete", "minimal"] | None = None
+    event_id: str | None = None
+    published_at: datetime | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
+
+
+class InMemoryStore:
+    """A thread-safe, process-local implementation of every protocol in ``mailparity.protocols``.
+
+    Semantics shared with :class:`~mailparity.stores.sqlite.SqliteStore`:
+
+    * ``complete_job`` deletes the job, so ``count_jobs(status="done")`` is always 0.
+    * ``claim_jobs`` also takes running jobs whose lease expired (their worker died); such a
+      re-claim counts as a failed attempt (``attempts`` + 1, ``last_error`` set), so a job that
+      crashes its worker every time still reaches the worker's retry cap.
+    * ``enqueue_job`` returns False when the job id is already stored.
+    * ``retry_job`` / ``bury_job`` / ``complete_job`` of an unknown job id do nothing.
+    * ``compare_and_set_history_id`` returns False for an unknown provider.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._providers: dict[str, AnyConfig] = {}
+        self._tokens: dict[str, OAuthTokens] = {}
+        self._dedupe: dict[tuple[str, str], _DedupeRecord] = {}
+        self._jobs: dict[str, Job] = {}
+        self._locks: dict[str, tuple[str, datetime]] = {}
+        self._meta: dict[tuple[str, str], str] = {}
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"InMemoryStore(providers={len(self._providers)}, jobs={len(self._jobs)})"
+
+    # ---------------------------------------------------------------- CredentialStore
+
+    def load_tokens(self, provider_id: str) -> OAuthTokens | None:
+        with self._lock:
+            tokens = self._tokens.get(provider_id)
+            return None if tokens is None else tokens.model_copy(deep=True)
+
+    def save_tokens(self, provider_id: str, tokens: OAuthTokens) -> None:
+        with self._lock:
+            self._tokens[provider_id] = tokens.model_copy(deep=True)
+
+    # ---------------------------------------------------------------- ProviderStore
+
+    def get_provider(self, provider_id: str) -> AnyConfig | None:
+        with self._lock:
+            config = self._providers.get(provider_id)
+            return None if config is None else config.model_copy(deep=True)
+
+    def find_provider_by_subscription(self, subscription_id: str) -> AnyConfig | None:
+        with self._lock:
+            for provider_id in sorted(self._providers):
+                config = self._providers[provider_id]
+                if config_subscription_id(config) == subscription_id:
+                    return config.model_copy(deep=True)
+            return None
+
+    def find_provider_by_mailbox(self, provider: str, mailbox: str) -> AnyConfig | None:
+        wanted = config_mailbox_key(mailbox)
+        with self._lock:
+            for provider_id in sorted(self._providers):
+                config = self._providers[provider_id]
+                if config.provider == provider and config_mailbox_key(config.mailbox) == wanted:
+                    return config.model_copy(deep=True)
+            return None
+
+    def save_provider(self, config: AnyConfig) -> None:
+        with self._lock:
+            self._providers[config.provider_id] = normalize_config(config)
+
+    # ---------------------------------------------------------------- ProviderRegistry
+
+    def list_providers(self) -> list[AnyConfig]:
+        with self._lock:
+            return [self._providers[key].model_copy(deep=True) for key in sorted(self._providers)]
+
+    def update_provider(self, provider_id: str, changes: Mapping[str, Any]) -> AnyConfig:
+        with self._lock:
+            current = self._providers.get(provider_id)
+            if current is None:
+                raise KeyError(provider_id)
+            updated = apply_config_changes(current, changes)
+            self._providers[provider_id] = updated
+            return updated.model_copy(deep=True)
+
+    def compare_and_set_history_id(
+        self, provider_id: str, expected: int | None, new: int
+    ) -> bool:
+        with self._lock:
+            current = self._providers.get(provider_id)
+            if current is None:
+                return False
+            if not isinstance(current, GmailProviderConfig):
+                raise ValueError(f"provider {provider_id!r} is not a Gmail provider")
+            if current.history_id != expected:
+                return False
+            self._providers[provider_id] = current.model_copy(update={"history_id": int(new)})
+            return True
+
+    def delete_provider(self, provider_id: str) -> None:
+        with self._lock:
+            self._providers.pop(provider_id, None)
+            self._tokens.pop(provider_id, None)
+            for key in [k for k in self._dedupe if k[0] == provider_id]:
+                del self._dedupe[key]
+            for key in [k for k in self._meta if k[0] == provider_id]:
+                del self._meta[key]
+            for job_id in [j.id for j in self._jobs.values() if j.provider_id == provider_id]:
+                del self._jobs[job_id]
+
+    # ---------------------------------------------------------------- DedupeStore
+
+    def claim_keys(
+        self, provider_id: str, keys: Sequence[str], owner: str, lease_until: datetime,
+        now: datetime,
+    ) -> ClaimOutcome:
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            existing = [self._dedupe.get((provider_id, key)) for key in unique]
+            outcome = dedupe_claim_outcome(
+                [(r.published, r.owner, r.lease_until) for r in existing if r is not None],
+                owner,
+                now,
+            )
+            if outcome != "claimed":
+                return outcome
+            until = to_utc(lease_until)
+            for key in unique:
+                record = self._dedupe.setdefault((provider_id, key), _DedupeRecord())
+                record.owner = owner
+                record.lease_until = until
+            return "claimed"
+
+    def mark_published(
+        self, provider_id: str, keys: Sequence[str], *, complete: bool, event_id: str,
+        at: datetime,
+    ) -> None:
+        with self._lock:
+            for key in dict.fromkeys(keys):
+                record = self._dedupe.setdefault((provider_id, key), _DedupeRecord())
+                # Never downgrade: a minimal event after a complete one changes nothing.
+                if complete or record.published != "complete":
+                    record.published = "complete" if complete else "minimal"
+                    record.event_id = event_id
+                    record.published_at = to_utc(at)
+                record.owner = None
+                record.lease_until = None
+
+    def release_keys(self, provider_id: str, keys: Sequence[str], owner: str) -> None:
+        with self._lock:
+            for key in dict.fromkeys(keys):
+                record = self._dedupe.get((provider_id, key))
+                if record is None or record.owner != owner or record.published == "complete":
+                    continue
+                record.owner = None
+                record.lease_until = None
+                if record.published is None:
+                    del self._dedupe[(provider_id, key)]
+
+    def published_state(self, provider_id: str, key: str) -> Literal["complete", "minimal"] | None:
+        with self._lock:
+            record = self._dedupe.get((provider_id, key))
+            return None if record is None else record.published
+
+    # ---------------------------------------------------------------- JobStore
+
+    def enqueue_job(self, job: Job) -> bool:
+        with self._lock:
+            if job.id in self._jobs:
+                return False
+            if job.unique_key is not None and any(
+                other.status == "pending" and other.unique_key == job.unique_key
+                for other in self._jobs.values()
+            ):
+                return False
+            self._jobs[job.id] = job.model_copy(deep=True)
+            return True
+
+    def claim_jobs(
+        self, worker_id: str, *, limit: int, now: datetime, lease_until: datetime,
+        kinds: Sequence[str] | None = None, provider_ids: Sequence[str] | None = None,
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        now = to_utc(now)
+        kind_set = None if kinds is None else set(kinds)
+        provider_set = None if provider_ids is None else set(provider_ids)
+        with self._lock:
+            candidates = []
+            for job in self._jobs.values():
+                if kind_set is not None and job.kind not in kind_set:
+                    continue
+                if provider_set is not None and job.provider_id not in provider_set:
+                    continue
+                if (job.status == "pending" and job.available_at <= now) or (
+                    job.status == "running" and not lease_live(job.lease_until, now)
+                ):
+                    candidates.append(job)
+            candidates.sort(key=lambda j: (j.available_at, j.created_at, j.id))
+            claimed = []
+            for job in candidates[:limit]:
+                if job.status == "running":
+                    job.attempts += 1
+                    job.last_error = LEASE_EXPIRED_ERROR
+                job.status = "running"
+                job.worker_id = worker_id
+                job.lease_until = to_utc(lease_until)
+                claimed.append(job.model_copy(deep=True))
+            return claimed
+
+    def complete_job(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def retry_job(self, job_id: str, *, error: str, available_at: datetime) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            job.status = "pending"
+            job.attempts += 1
+            job.available_at = to_utc(available_at)
+            job.last_error = error
+            job.worker_id = None
+            job.lease_until = None
+
+    def bury_job(self, job_id: str, *, error: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            job.status = "dead"
+            job.attempts += 1
+            job.last_error = error
+            job.worker_id = None
+            job.lease_until = None
+
+    def list_jobs(
+        self, *, status: str | None = None, provider_id: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        with self._lock:
+            jobs = [
+                job
+                for job in self._jobs.values()
+                if (status is None or job.status == status)
+                and (provider_id is None or job.provider_id == provider_id)
+            ]
+            jobs.sort(key=lambda j: (j.available_at, j.created_at, j.id))
+            return [job.model_copy(deep=True) for job in jobs[: max(limit, 0)]]
+
+    def count_jobs(self, *, status: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if status is None or job.status == status)
+
+    def jobs_summary(self) -> dict[str, int]:
+        """How many jobs have each status (statuses without jobs are left out)."""
+        with self._lock:
+            summary: dict[str, int] = {}
+            for job in self._jobs.values():
+                summary[job.status] = summary.get(job.status, 0) + 1
+            return summary
+
+    # ---------------------------------------------------------------- LockStore
+
+    def acquire_lock(self, name: str, owner: str, *, until: datetime, now: datetime) -> bool:
+        with self._lock:
+            held = self._locks.get(name)
+            if held is not None and held[0] != owner and lease_live(held[1], now):
+                return False
+            self._locks[name] = (owner, to_utc(until))
+            return True
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self._lock:
+            held = self._locks.get(name)
+            if held is not None and held[0] == owner:
+                del self._locks[name]
+
+    # ---------------------------------------------------------------- MetaStore
+
+    def get_meta(self, provider_id: str, key: str) -> str | None:
+        with self._lock:
+            return self._meta.get((provider_id, key))
+
+    def set_meta(self, provider_id: str, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._meta.pop((provider_id, key), None)
+            else:
+                self._meta[(provider_id, key)] = value
