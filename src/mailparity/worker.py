@@ -1,0 +1,162 @@
+"""The long-running worker: claims due jobs and runs them on a thread pool.
+
+``Worker`` owns a :class:`~mailparity.processing.Processor` (pass processor keyword arguments
+through) and keeps up to ``threads`` jobs running. Jobs of one mailbox never run more than
+``per_mailbox_limit`` at a time (Graph allows four concurrent requests per mailbox). Stopping is
+graceful: running jobs finish, claimed-but-unstarted jobs are not claimed in the first place (the
+worker claims only as many jobs as it has free threads). Several workers, in one process or many,
+can share one store: jobs are leased, dedupe keys and cursor locks keep the work exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+from .errors import ConfigurationError
+from .models import utcnow
+from .processing import Processor
+from .protocols import EventPublisher, StateStore
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("mailparity.worker")
+
+
+class Worker:
+    """Run the pipeline's jobs until stopped.
+
+    Args:
+        store, publisher: as for :class:`~mailparity.processing.Processor`.
+        threads: jobs running at the same time.
+        poll_interval: seconds to wait between polls when no job is due.
+        per_mailbox_limit: jobs of one provider running at the same time.
+        clock: the clock of the processor (UTC).
+        sleep: how to wait between polls; by default the worker waits on its stop event, so
+            :meth:`stop` wakes it at once. Also passed to the adapters (HTTP retry waits).
+        stop_event: a ``threading.Event`` that stops the worker when set (one is made if None).
+        **processor_kwargs: every other :class:`Processor` argument (``secrets``, ``session``,
+            ``adapter_factory``, ``max_attempts``, ``on_report`` ...).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        publisher: EventPublisher,
+        *,
+        threads: int = 4,
+        poll_interval: float = 1.0,
+        per_mailbox_limit: int = 4,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] | None = None,
+        stop_event: threading.Event | None = None,
+        **processor_kwargs: Any,
+    ) -> None:
+        if threads < 1:
+            raise ConfigurationError("threads must be >= 1")
+        self.threads = threads
+        self.poll_interval = float(poll_interval)
+        self.clock = clock
+        self.stop_event = stop_event or threading.Event()
+        self._sleep = sleep
+        if sleep is not None:
+            processor_kwargs.setdefault("sleep", sleep)
+        self.processor = Processor(
+            store, publisher, clock=clock, per_mailbox_limit=per_mailbox_limit,
+            **processor_kwargs,
+        )
+        self.jobs_run = 0
+
+    def __repr__(self) -> str:
+        return f"Worker(worker_id={self.processor.worker_id!r}, threads={self.threads})"
+
+    def stop(self) -> None:
+        """Ask the worker to stop: running jobs finish, no new job is claimed."""
+        self.stop_event.set()
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.stop_event.wait(seconds)
+
+    def run_once(self) -> int:
+        """Claim up to ``threads`` due jobs, run them on the pool, wait for them; return how many
+        ran (0 when none was due)."""
+        jobs = self.processor.claim_due(self.threads)
+        if not jobs:
+            return 0
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="mailparity") as pool:
+            for future in [pool.submit(self.processor.run_job, job) for job in jobs]:
+                future.result()
+        self.jobs_run += len(jobs)
+        return len(jobs)
+
+    def run(self, stop_after: int | None = None) -> int:
+        """Run until :meth:`stop` (or SIGTERM / SIGINT when called in the main thread).
+
+        Args:
+            stop_after: return after this many consecutive polls found nothing to do and no job
+                was running (None: run until stopped). ``run(stop_after=1)`` drains the queue.
+
+        Returns how many jobs ran.
+        """
+        restore = self._install_signal_handlers()
+        ran = 0
+        idle_polls = 0
+        inflight: set[Future[None]] = set()
+        try:
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="mailparity") as pool:
+                while not self.stop_event.is_set():
+                    free = self.threads - len(inflight)
+                    jobs = self.processor.claim_due(free) if free > 0 else []
+                    for job in jobs:
+                        inflight.add(pool.submit(self.processor.run_job, job))
+                    ran += len(jobs)
+                    if inflight:
+                        idle_polls = 0
+                        done, _ = wait(
+                            inflight, timeout=self.poll_interval, return_when=FIRST_COMPLETED
+                        )
+                        inflight -= done
+                        continue
+                    if jobs:
+                        continue
+                    idle_polls += 1
+                    if stop_after is not None and idle_polls >= stop_after:
+                        break
+                    self._wait(self.poll_interval)
+                # Graceful: let running jobs finish (leaving the pool waits for them).
+                wait(inflight)
+        finally:
+            restore()
+            self.jobs_run += ran
+        log.info("worker %s stopped after %d job(s)", self.processor.worker_id, ran)
+        return ran
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # signals can only be handled in the main thread
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: stopping after the running jobs", signum)
+            self.stop()
+
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # not supported here (embedded interpreters)
+                continue
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
