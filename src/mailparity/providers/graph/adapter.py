@@ -1,0 +1,801 @@
+"""MicrosoftGraphAdapter: one Microsoft 365 mailbox through Microsoft Graph.
+
+Every Graph request carries ``Prefer: IdType="ImmutableId"`` (set on the HTTP client), so message
+and attachment ids survive folder moves, and subscriptions created here notify with immutable ids.
+Paths: delegated mode reads the signed-in user's mailbox (``/me``); application mode, or a shared
+mailbox (``shared_mailbox=True``), reads ``/users/{mailbox}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as _secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlparse
+
+import requests
+from pydantic import SecretStr
+
+from ... import mime
+from ...adapter import EmailProviderAdapter, SyncBatch
+from ...errors import (
+    BadRequestError,
+    ConfigurationError,
+    CursorExpiredError,
+    MailParityError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderUnavailableError,
+    SubscriptionError,
+    ThrottledError,
+)
+from ...http import RetryPolicy
+from ...models import (
+    Attachment,
+    ConnectionTestResult,
+    EmailMessage,
+    Header,
+    MicrosoftProviderConfig,
+    OAuthTokens,
+    WebhookSubscription,
+    utcnow,
+)
+from ...protocols import MetaStore
+from .auth import (
+    build_msal_app,
+    missing_refresh_token,
+    no_tokens,
+    run_token_call,
+    tokens_from_result,
+)
+from .errors import graph_map_error
+from .messages import (
+    ATTACHMENT_EXPAND,
+    MESSAGE_SELECT,
+    graph_attachment,
+    graph_headers,
+    graph_message_to_email,
+    parse_graph_datetime,
+)
+from .subscriptions import (
+    message_ids_from_notification,
+    subscription_expiry,
+    subscription_resource,
+)
+
+__all__ = ["IMMUTABLE_ID_PREFER", "MicrosoftGraphAdapter"]
+
+log = logging.getLogger("mailparity.graph")
+
+#: Sent on every Graph request (ids then survive moves between folders).
+IMMUTABLE_ID_PREFER = 'IdType="ImmutableId"'
+#: Delta page size asked for with ``Prefer: odata.maxpagesize``.
+DELTA_PAGE_SIZE = 100
+#: A delta round never needs more pages than this; more means a link loop on Graph's side.
+MAX_DELTA_PAGES = 1000
+#: How far before the last cursor commit a restarted (410) delta looks back.
+RESYNC_MARGIN = timedelta(hours=1)
+#: Chunk size of streamed attachment downloads.
+ATTACHMENT_CHUNK = 64 * 1024
+#: MSAL adds these itself and refuses them in ``scopes``.
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+#: Well-known folder names, usable as destinationId as they are (locale-independent).
+WELL_KNOWN_FOLDERS = frozenset(
+    {
+        "archive", "clutter", "conflicts", "conversationhistory", "deleteditems", "drafts",
+        "inbox", "junkemail", "localfailures", "msgfolderroot", "outbox",
+        "recoverableitemsdeletions", "scheduled", "searchfolders", "sentitems",
+        "serverfailures", "syncissues",
+    }
+)
+_META_COMMIT = "graph_delta_committed_at:"
+_GLOBAL_GRAPH = "https://graph.microsoft.com"
+
+
+def _q(value: str) -> str:
+    """A path segment: ids keep ``=`` (Graph's own links do too), everything else is escaped."""
+    return quote(value, safe="=-_.")
+
+
+class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
+    """The Microsoft Graph adapter (see API.md section 3).
+
+    Args:
+        config: the mailbox connection.
+        store: a CredentialStore + ProviderStore (a MetaStore too lets a restarted delta sync
+            look back from the last commit instead of taking a new baseline).
+        secrets: tenant secrets (client id/secret, legacy tokens).
+        session: the ``requests.Session`` every call goes through (msal's included).
+        sleep, clock, retry, timeout: transport settings (inject fakes in tests).
+        shared_mailbox: the configured mailbox is not the signed-in user's own (delegated mode):
+            read it through ``/users/{mailbox}``. Delegated subscriptions cannot watch a shared
+            mailbox (Graph accepts them and never delivers), so registering one is refused.
+    """
+
+    provider = "microsoft"
+    env_client_id = "MICROSOFT_CLIENT_ID"
+    env_client_secret = "MICROSOFT_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
+    secret_client_id = "microsoft_client_id"  # noqa: S105
+    secret_client_secret = "microsoft_client_secret"  # noqa: S105
+
+    def __init__(
+        self,
+        config: MicrosoftProviderConfig,
+        *,
+        store: Any,
+        secrets: Any = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = utcnow,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        shared_mailbox: bool = False,
+    ) -> None:
+        if not isinstance(config, MicrosoftProviderConfig):
+            raise ConfigurationError("MicrosoftGraphAdapter needs a MicrosoftProviderConfig")
+        super().__init__(
+            config, store=store, secrets=secrets, session=session, sleep=sleep, clock=clock,
+            retry=retry, timeout=timeout,
+        )
+        self.shared_mailbox = shared_mailbox
+        self.http.headers = {"Prefer": IMMUTABLE_ID_PREFER}
+        self.http.map_error = graph_map_error
+        self._msal_app: Any = None
+        self._category_ready = False
+        self._folder_ids: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ paths and requests
+
+    @property
+    def base_url(self) -> str:
+        """The Graph root of the config's cloud, e.g. ``https://graph.microsoft.com/v1.0``."""
+        return self.config.graph_base_url.rstrip("/")
+
+    @property
+    def mailbox_root(self) -> str:
+        """``/me`` (delegated, own mailbox) or ``/users/{mailbox}``."""
+        if self.config.auth_mode == "application" or self.shared_mailbox:
+            mailbox = self.config.mailbox
+            if mailbox.startswith("$"):
+                # Graph's documented form for a UPN that starts with "$".
+                return f"/users('{quote(mailbox, safe='@$.')}')"
+            return f"/users/{quote(mailbox, safe='@.')}"
+        return "/me"
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("https://", "http://")):
+            self._check_link(path)
+            return path
+        return f"{self.base_url}{self.mailbox_root}{path}"
+
+    def _check_link(self, link: str) -> None:
+        """Links Graph hands back (nextLink, deltaLink) must stay on the Graph host: the bearer
+        token goes with them."""
+        base = urlparse(self.base_url)
+        target = urlparse(link)
+        if (target.scheme, target.netloc.lower()) != (base.scheme, base.netloc.lower()):
+            raise ProviderError(
+                f"Graph returned a link to another host ({target.netloc}); refused",
+                provider=self.provider,
+            )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        allow_status: frozenset[int] = frozenset(),
+        absolute: bool = False,
+    ) -> requests.Response:
+        url = f"{self.base_url}{path}" if absolute else self._url(path)
+        return self.http.request(
+            method, url, params=params, json=json, headers=headers, auth=self, stream=stream,
+            allow_status=allow_status,
+        )
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProviderUnavailableError(
+                f"Graph answered {response.status_code} with a body that is not JSON",
+                status=response.status_code, provider="microsoft",
+            ) from None
+        if not isinstance(data, dict):
+            raise ProviderUnavailableError(
+                "Graph answered with JSON that is not an object", status=response.status_code,
+                provider="microsoft",
+            )
+        return data
+
+    # ------------------------------------------------------------------ tokens (msal)
+
+    def _msal(self) -> Any:
+        if self._msal_app is None:
+            self._msal_app = build_msal_app(
+                self.config,
+                client_id=self.require_client_id(),
+                client_secret=self.client_secret(),
+                session=self.session,
+                timeout=self.http.timeout,
+            )
+        return self._msal_app
+
+    def _scopes(self) -> list[str]:
+        root = urlparse(self.base_url)
+        origin = f"{root.scheme}://{root.netloc}"
+        # Tokens are per cloud: the global Graph resource in a scope means this cloud's Graph
+        # (graph.microsoft.us for US Gov, ...), so the default scopes work in every cloud.
+        scopes = [
+            origin + s[len(_GLOBAL_GRAPH):] if s.lower().startswith(_GLOBAL_GRAPH) else s
+            for s in self.config.scopes
+            if s.lower() not in _RESERVED_SCOPES
+        ]
+        if self.config.auth_mode == "application":
+            if scopes and all(s.endswith("/.default") for s in scopes):
+                return scopes
+            # Client credentials only accept "<resource>/.default".
+            return [f"{origin}/.default"]
+        return scopes or [f"{origin}/.default"]
+
+    def _client_credentials(self) -> OAuthTokens:
+        app = self._msal()
+        # msal answers acquire_token_for_client from its cache first; a refresh (after a 401 or
+        # at expiry) must reach the token endpoint, so drop what it cached.
+        app.remove_tokens_for_client()
+        result = run_token_call(lambda: app.acquire_token_for_client(scopes=self._scopes()))
+        return tokens_from_result(result, now=self.clock(), previous=None)
+
+    def _initial_tokens(self) -> OAuthTokens | None:
+        """Application mode gets a token with the client credentials (and stores it)."""
+        if self.config.auth_mode != "application":
+            return None
+        tokens = self._client_credentials()
+        self.store.save_tokens(self.config.provider_id, tokens)
+        return tokens
+
+    def _refresh(self, tokens: OAuthTokens | None) -> OAuthTokens:
+        """Refresh through msal: the refresh-token grant (delegated) or client credentials.
+
+        Terminal refusals raise AuthExpiredError; outages raise ProviderUnavailableError. The
+        base class saves the result (with Microsoft's rotated refresh token) to the store."""
+        if self.config.auth_mode == "application":
+            return self._client_credentials()
+        if tokens is None:
+            raise no_tokens(self.config.provider_id)
+        if tokens.refresh_token is None:
+            raise missing_refresh_token(self.config.provider_id)
+        app = self._msal()
+        refresh_token = tokens.refresh_token.get_secret_value()
+        scopes = self._scopes()
+        result = run_token_call(
+            lambda: app.acquire_token_by_refresh_token(refresh_token, scopes=scopes)
+        )
+        return tokens_from_result(result, now=self.clock(), previous=tokens)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _client_state(self) -> str:
+        token = self.config.webhook_verification_token
+        if token is not None and token.get_secret_value():
+            return token.get_secret_value()
+        value = _secrets.token_urlsafe(32)  # 43 characters: under Graph's 128-character limit
+        # Saved before the subscription exists: the first notification may arrive right away.
+        self.save_config_changes({"webhook_verification_token": SecretStr(value)})
+        return value
+
+    def _subscription_error(self, exc: ProviderError, action: str) -> SubscriptionError:
+        hint = ""
+        if exc.status == 400:
+            hint = " (Graph answers 400 when its validation request to the notification URL failed)"
+        return SubscriptionError(
+            f"Graph refused to {action} the subscription: {exc.message}{hint}",
+            status=exc.status, code=exc.code, request_id=exc.request_id, provider=self.provider,
+        )
+
+    def register_webhook_subscription(self) -> WebhookSubscription:
+        """Create the ``created`` subscription on the folder and save its id and expiry.
+
+        A previous subscription of this provider is deleted first (two would deliver every mail
+        twice). The clientState is the config's verification token, generated when missing."""
+        return self._create_subscription(delete_previous=True)
+
+    def _create_subscription(self, *, delete_previous: bool) -> WebhookSubscription:
+        config = self.config
+        if not config.webhook_notification_url:
+            raise ConfigurationError(
+                f"provider {config.provider_id!r} has no webhook_notification_url",
+                provider=self.provider,
+            )
+        if config.auth_mode == "delegated" and self.shared_mailbox:
+            raise ConfigurationError(
+                "delegated permissions cannot subscribe to a shared mailbox (Graph accepts the"
+                " subscription and never delivers); use application mode for it",
+                provider=self.provider,
+            )
+        client_state = self._client_state()
+        if delete_previous and self.config.webhook_subscription_id:
+            self._delete_remote(self.config.webhook_subscription_id, quiet=True)
+        expires_at, wire = subscription_expiry(self.config, self.clock())
+        resource = subscription_resource(self.mailbox_root, self.config.folder)
+        body = {
+            "changeType": "created",
+            "notificationUrl": config.webhook_notification_url,
+            "lifecycleNotificationUrl": config.webhook_lifecycle_url
+            or config.webhook_notification_url,
+            "resource": resource,
+            "expirationDateTime": wire,
+            "clientState": client_state,
+        }
+        try:
+            response = self._call("POST", "/subscriptions", json=body, absolute=True)
+        except (BadRequestError, PermissionDeniedError) as exc:
+            raise self._subscription_error(exc, "create") from None
+        data = self._json(response)
+        sub_id = data.get("id")
+        if not isinstance(sub_id, str) or not sub_id:
+            raise SubscriptionError(
+                "Graph created a subscription without an id", provider=self.provider
+            )
+        expires = parse_graph_datetime(data.get("expirationDateTime")) or expires_at
+        self.save_config_changes({"webhook_subscription_id": sub_id, "webhook_expires_at": expires})
+        log.info("provider %s: subscription %s until %s", config.provider_id, sub_id, expires)
+        got_resource = data.get("resource")
+        return WebhookSubscription(
+            id=sub_id, expires_at=expires,
+            resource=got_resource if isinstance(got_resource, str) else resource,
+        )
+
+    def renew_webhook_subscription(self) -> WebhookSubscription:
+        """Extend the subscription (PATCH expirationDateTime, which also reauthorizes it); a
+        missing id creates one, and a subscription Graph no longer knows (404) is recreated."""
+        sub_id = self.config.webhook_subscription_id
+        if not sub_id:
+            return self._create_subscription(delete_previous=False)
+        expires_at, wire = subscription_expiry(self.config, self.clock())
+        try:
+            response = self._call(
+                "PATCH", f"/subscriptions/{_q(sub_id)}", json={"expirationDateTime": wire},
+                absolute=True,
+            )
+        except NotFoundError:
+            log.warning(
+                "provider %s: subscription %s is gone; creating a new one",
+                self.config.provider_id, sub_id,
+            )
+            return self._create_subscription(delete_previous=False)
+        except (BadRequestError, PermissionDeniedError) as exc:
+            raise self._subscription_error(exc, "renew") from None
+        data = self._json(response) if response.content else {}
+        expires = parse_graph_datetime(data.get("expirationDateTime")) or expires_at
+        self.save_config_changes({"webhook_expires_at": expires})
+        got_resource = data.get("resource")
+        return WebhookSubscription(
+            id=sub_id, expires_at=expires,
+            resource=got_resource if isinstance(got_resource, str) else None,
+        )
+
+    def reauthorize_subscription(self) -> WebhookSubscription:
+        """Answer a ``reauthorizationRequired`` lifecycle event: POST .../reauthorize.
+
+        When reauthorizing fails for a reason other than throttling or an outage, the
+        subscription is renewed instead (which reauthorizes too, and recreates it if gone)."""
+        sub_id = self.config.webhook_subscription_id
+        if not sub_id:
+            return self._create_subscription(delete_previous=False)
+        try:
+            self._call("POST", f"/subscriptions/{_q(sub_id)}/reauthorize", absolute=True)
+        except (ThrottledError, ProviderUnavailableError):
+            raise  # renewing would meet the same throttling or outage
+        except ProviderError as exc:
+            log.warning(
+                "provider %s: reauthorize failed (%s); renewing instead",
+                self.config.provider_id, exc.code or exc.status,
+            )
+            return self.renew_webhook_subscription()
+        expires = self.config.webhook_expires_at or self.clock()
+        return WebhookSubscription(id=sub_id, expires_at=expires)
+
+    def _delete_remote(self, sub_id: str, *, quiet: bool) -> None:
+        try:
+            self._call(
+                "DELETE", f"/subscriptions/{_q(sub_id)}", allow_status=frozenset({404}),
+                absolute=True,
+            )
+        except ProviderError as exc:
+            if not quiet:
+                raise
+            log.warning(
+                "provider %s: could not delete old subscription %s (%s)",
+                self.config.provider_id, sub_id, exc.code or exc.status,
+            )
+
+    def delete_webhook_subscription(self) -> None:
+        """Delete the subscription (a 404 is fine) and clear the saved id and expiry."""
+        sub_id = self.config.webhook_subscription_id
+        if not sub_id:
+            return
+        self._delete_remote(sub_id, quiet=False)
+        self.save_config_changes({"webhook_subscription_id": None, "webhook_expires_at": None})
+
+    def process_webhook_notification(self, notification: Mapping[str, Any]) -> list[str]:
+        """The message id of one item of a notification's ``value`` array (``created`` message
+        changes only; lifecycle items and other changes give []). clientState is checked by the
+        webhook handler, not here."""
+        return message_ids_from_notification(notification)
+
+    # ------------------------------------------------------------------ messages
+
+    def get_message_details(self, message_id: str) -> EmailMessage:
+        """One GET with the properties, headers and attachment metadata (never the bytes).
+
+        When Graph omits ``internetMessageHeaders`` the headers come from the MIME (``/$value``).
+        """
+        if not message_id:
+            raise NotFoundError("empty message id", provider=self.provider)
+        path = f"/messages/{_q(message_id)}"
+        params = {"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND}
+        data = self._json(self._call("GET", path, params=params))
+        headers = graph_headers(data.get("internetMessageHeaders"))
+        if not headers:
+            headers = self._mime_headers(message_id)
+        attachments = self._attachments(message_id, data.get("attachments"))
+        data.setdefault("id", message_id)
+        return graph_message_to_email(
+            data,
+            provider_id=self.config.provider_id,
+            tenant=self.config.tenant,
+            mailbox=self.config.mailbox,
+            headers=headers,
+            attachments=attachments,
+            fallback_received_at=self.clock(),
+        )
+
+    def _mime_headers(self, message_id: str) -> list[Header]:
+        response = self._call("GET", f"/messages/{_q(message_id)}/$value")
+        return list(mime.parse_mime(response.content).headers)
+
+    def _attachments(self, message_id: str, items: Any) -> list[Attachment]:
+        found: list[Attachment] = []
+        if not isinstance(items, list):
+            return found
+        for index, item in enumerate(items, start=1):
+            if not isinstance(item, Mapping):
+                continue
+            attachment = graph_attachment(item, index)
+            if attachment is None:
+                continue
+            odata_type = str(item.get("@odata.type") or "").lower()
+            if (
+                attachment.is_inline
+                and attachment.content_id is None
+                and "contentId" not in item
+                and odata_type in ("", "#microsoft.graph.fileattachment")
+            ):
+                attachment.content_id = self._content_id(message_id, attachment.id)
+            found.append(attachment)
+        return found
+
+    def _content_id(self, message_id: str, attachment_id: str) -> str | None:
+        """contentId of one inline file attachment (the message fetch cannot select it)."""
+        try:
+            data = self._json(
+                self._call("GET", f"/messages/{_q(message_id)}/attachments/{_q(attachment_id)}")
+            )
+        except NotFoundError:
+            return None
+        value = data.get("contentId")
+        return mime.normalize_content_id(value) if isinstance(value, str) else None
+
+    def get_attachment_content(
+        self, message_id: str, attachment_id: str, *, into: BinaryIO | None = None
+    ) -> bytes:
+        """The raw bytes of one attachment (``/attachments/{id}/$value``).
+
+        With ``into`` (a binary file-like object) the bytes are streamed into it in chunks and
+        ``b""`` is returned, so a large attachment never sits in memory. Item attachments give
+        their MIME; reference attachments have no bytes (Graph answers 405: BadRequestError).
+        """
+        path = f"/messages/{_q(message_id)}/attachments/{_q(attachment_id)}/$value"
+        response = self._call("GET", path, stream=into is not None)
+        if into is None:
+            return response.content
+        try:
+            for chunk in response.iter_content(chunk_size=ATTACHMENT_CHUNK):
+                if chunk:
+                    into.write(chunk)
+        except requests.RequestException as exc:
+            raise ProviderUnavailableError(
+                f"attachment download interrupted: {type(exc).__name__}", provider=self.provider
+            ) from None
+        finally:
+            response.close()
+        return b""
+
+    # ------------------------------------------------------------------ processed marking
+
+    def mark_message_processed(self, message_id: str) -> None:
+        """Apply ``config.processed_strategy``: none, mark_read, category or move."""
+        strategy = self.config.processed_strategy
+        path = f"/messages/{_q(message_id)}"
+        if strategy == "none":
+            return
+        if strategy == "mark_read":
+            self._call("PATCH", path, json={"isRead": True})
+        elif strategy == "category":
+            name = self.config.processed_category
+            self._ensure_category(name)
+            data = self._json(self._call("GET", path, params={"$select": "categories"}))
+            current = [c for c in data.get("categories") or [] if isinstance(c, str)]
+            if name.casefold() not in {c.casefold() for c in current}:
+                self._call("PATCH", path, json={"categories": [*current, name]})
+        elif strategy == "move":
+            destination = self._resolve_folder()
+            self._call("POST", f"{path}/move", json={"destinationId": destination})
+        else:  # pragma: no cover - the config's Literal forbids it
+            raise ConfigurationError(f"unknown processed_strategy {strategy!r}")
+
+    def _ensure_category(self, name: str) -> None:
+        """Create the master category once per adapter (it gives the category its colour).
+
+        Without MailboxSettings.ReadWrite the master list is out of reach; the message still gets
+        the category name (Outlook shows it uncoloured), so a 403 here is only logged."""
+        if self._category_ready:
+            return
+        try:
+            data = self._json(self._call("GET", "/outlook/masterCategories"))
+            names = {
+                str(c.get("displayName", "")).casefold()
+                for c in data.get("value") or []
+                if isinstance(c, Mapping)
+            }
+            if name.casefold() not in names:
+                # 409: created meanwhile by another worker; that is what we wanted.
+                self._call(
+                    "POST", "/outlook/masterCategories",
+                    json={"displayName": name, "color": "preset7"},
+                    allow_status=frozenset({409}),
+                )
+        except PermissionDeniedError as exc:
+            log.warning(
+                "provider %s: cannot manage master categories (%s); tagging messages anyway",
+                self.config.provider_id, exc.code or exc.status,
+            )
+        self._category_ready = True
+
+    def _resolve_folder(self) -> str:
+        """The destination folder id of the move strategy (resolved once per adapter).
+
+        A well-known name (``archive``, ``deleteditems``...) or a folder id is used as is; a display
+        name is looked up among the top-level folders and the Inbox's children, and created at
+        the top level when it does not exist."""
+        name = (self.config.processed_folder or "").strip()
+        if not name:
+            raise ConfigurationError(
+                "processed_strategy 'move' needs processed_folder", provider=self.provider
+            )
+        if name.lower() in WELL_KNOWN_FOLDERS:
+            return name.lower()
+        if name in self._folder_ids:
+            return self._folder_ids[name]
+        if len(name) >= 60 and " " not in name and "/" not in name:
+            return name  # already a folder id (they are long base64 strings)
+        folder_id = self._find_folder(name, "/mailFolders") or self._find_folder(
+            name, "/mailFolders/inbox/childFolders"
+        )
+        if folder_id is None:
+            created = self._json(self._call("POST", "/mailFolders", json={"displayName": name}))
+            folder_id = str(created.get("id") or "")
+            if not folder_id:
+                raise ProviderUnavailableError(
+                    "Graph created a folder without an id", provider=self.provider
+                )
+        self._folder_ids[name] = folder_id
+        return folder_id
+
+    def _find_folder(self, name: str, path: str) -> str | None:
+        url: str | None = self._url(path)
+        params: Mapping[str, str] | None = {"$select": "id,displayName", "$top": "100"}
+        pages = 0
+        while url and pages < MAX_DELTA_PAGES:
+            pages += 1
+            data = self._json(self._call("GET", url, params=params))
+            for folder in data.get("value") or []:
+                if not isinstance(folder, Mapping):
+                    continue
+                if str(folder.get("displayName", "")).casefold() == name.casefold():
+                    found = folder.get("id")
+                    if isinstance(found, str) and found:
+                        return found
+            link = data.get("@odata.nextLink")
+            url, params = (link, None) if isinstance(link, str) and link else (None, None)
+        return None
+
+    # ------------------------------------------------------------------ connection test
+
+    def test_connection(self) -> ConnectionTestResult:
+        """Check the token, the mailbox identity and read access to the folder. Never raises.
+
+        Delegated: ``GET /me`` must name the configured mailbox (``mail`` or
+        ``userPrincipalName``, case-insensitively) unless it is a shared mailbox; application:
+        ``GET /users/{mailbox}``. Then one message of the folder is listed."""
+        mailbox = self.config.mailbox
+        try:
+            if self.config.auth_mode == "delegated":
+                me = self._json(
+                    self._call(
+                        "GET", "/me", params={"$select": "mail,userPrincipalName"}, absolute=True
+                    )
+                )
+                names = [
+                    str(me.get(key)) for key in ("mail", "userPrincipalName") if me.get(key)
+                ]
+                if not self.shared_mailbox and mailbox.casefold() not in {
+                    n.casefold() for n in names
+                }:
+                    signed_in = names[0] if names else "an unknown user"
+                    return ConnectionTestResult(
+                        success=False,
+                        error=(
+                            f"the token belongs to {signed_in}, but the configured mailbox is"
+                            f" {mailbox}"
+                        ),
+                        code="mailbox_mismatch",
+                        mailbox=mailbox,
+                    )
+            else:
+                self._call("GET", "", params={"$select": "id,mail,userPrincipalName"})
+            self._call(
+                "GET", f"/mailFolders/{_q(self.config.folder)}/messages",
+                params={"$top": "1", "$select": "id"},
+            )
+        except MailParityError as exc:
+            return ConnectionTestResult(
+                success=False, error=exc.message, code=exc.code, status=exc.status,
+                request_id=exc.request_id, mailbox=mailbox,
+            )
+        except Exception as exc:  # never raise from a connection test; no details (secrets)
+            log.exception("provider %s: connection test failed", self.config.provider_id)
+            return ConnectionTestResult(
+                success=False, error=f"unexpected error: {type(exc).__name__}", mailbox=mailbox
+            )
+        return ConnectionTestResult(success=True, mailbox=mailbox)
+
+    # ------------------------------------------------------------------ catch-up (delta)
+
+    def _delta_start(self) -> tuple[str, dict[str, str]]:
+        url = self._url(f"/mailFolders/{_q(self.config.folder)}/messages/delta")
+        # changeType=created keeps our own isRead/category PATCHes out of later rounds; like every
+        # query option it is encoded into the delta token, so it is sent on the first request only.
+        return url, {"$select": "id,receivedDateTime", "changeType": "created"}
+
+    def _read_delta(
+        self, url: str, params: Mapping[str, str] | None
+    ) -> tuple[list[tuple[str, datetime | None]], str]:
+        """Follow nextLinks to the deltaLink; return (id, receivedDateTime) of live items."""
+        headers = {"Prefer": f"{IMMUTABLE_ID_PREFER}, odata.maxpagesize={DELTA_PAGE_SIZE}"}
+        items: list[tuple[str, datetime | None]] = []
+        seen_links: set[str] = set()
+        next_url, next_params = url, params
+        for _ in range(MAX_DELTA_PAGES):
+            self._check_link(next_url)
+            data = self._json(self._call("GET", next_url, params=next_params, headers=headers))
+            for item in data.get("value") or []:
+                if not isinstance(item, Mapping) or "@removed" in item:
+                    continue
+                item_id = item.get("id")
+                if isinstance(item_id, str) and item_id:
+                    items.append((item_id, parse_graph_datetime(item.get("receivedDateTime"))))
+            delta_link = data.get("@odata.deltaLink")
+            if isinstance(delta_link, str) and delta_link:
+                self._check_link(delta_link)
+                return items, delta_link
+            next_link = data.get("@odata.nextLink")
+            if not isinstance(next_link, str) or not next_link or next_link in seen_links:
+                raise ProviderUnavailableError(
+                    "Graph delta page without a usable nextLink or deltaLink",
+                    provider=self.provider,
+                )
+            seen_links.add(next_link)
+            next_url, next_params = next_link, None
+        raise ProviderUnavailableError(
+            f"Graph delta did not end within {MAX_DELTA_PAGES} pages", provider=self.provider
+        )
+
+    @staticmethod
+    def _ordered_ids(items: list[tuple[str, datetime | None]]) -> list[str]:
+        floor = datetime.min.replace(tzinfo=None)
+        ordered = sorted(
+            enumerate(items),
+            key=lambda pair: (
+                (pair[1][1].replace(tzinfo=None) if pair[1][1] else floor), pair[0]
+            ),
+        )
+        result: list[str] = []
+        seen: set[str] = set()
+        for _, (item_id, _when) in ordered:
+            if item_id not in seen:
+                seen.add(item_id)
+                result.append(item_id)
+        return result
+
+    def _last_commit(self, folder: str) -> datetime | None:
+        if not isinstance(self.store, MetaStore):
+            return None
+        raw = self.store.get_meta(self.config.provider_id, _META_COMMIT + folder)
+        return parse_graph_datetime(raw) if raw else None
+
+    def fetch_changes(self) -> SyncBatch:
+        """Read the folder's delta from the saved deltaLink (nothing is saved here).
+
+        * No deltaLink yet: a baseline round; no ids (the mailbox is not replayed),
+          ``baseline=True``.
+        * Later rounds: the ids of messages created since, oldest first, ``@removed`` skipped.
+        * The deltaLink expired (410 ``syncStateNotFound``): the folder's delta restarts bounded
+          by ``$filter=receivedDateTime ge T`` (Graph allows exactly this filter on message delta),
+          T = the last commit minus one hour, recorded in the store's MetaStore; the ids it finds
+          come back with ``full_sync=True`` (the pipeline dedupes them). Without a MetaStore or a
+          recorded commit the restart is a plain baseline (``baseline=True``).
+
+        The new ``{folder: deltaLink}`` is in ``cursor``; :meth:`commit_cursor` saves it once
+        every message has been handled.
+        """
+        folder = self.config.folder
+        stored = self.config.delta_links.get(folder)
+        start_url, start_params = self._delta_start()
+        if stored is None:
+            _, link = self._read_delta(start_url, start_params)
+            return SyncBatch([], {folder: link}, expected=None, baseline=True)
+        try:
+            items, link = self._read_delta(stored, None)
+            return SyncBatch(self._ordered_ids(items), {folder: link}, expected=stored)
+        except CursorExpiredError as exc:
+            log.warning(
+                "provider %s: delta token of %s expired (%s); restarting the folder",
+                self.config.provider_id, folder, exc.code,
+            )
+        since = self._last_commit(folder)
+        if since is None:
+            _, link = self._read_delta(start_url, start_params)
+            return SyncBatch([], {folder: link}, expected=stored, baseline=True)
+        bound = (since - RESYNC_MARGIN).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {**start_params, "$filter": f"receivedDateTime ge {bound}"}
+        items, link = self._read_delta(start_url, params)
+        return SyncBatch(self._ordered_ids(items), {folder: link}, expected=stored, full_sync=True)
+
+    def commit_cursor(self, batch: SyncBatch) -> bool:
+        """Save the batch's deltaLink(s) if the stored one is still what the batch started from
+        (False, nothing saved, when another worker moved it meanwhile). Best effort: the check
+        and the save are two store calls."""
+        cursor = batch.cursor
+        if not isinstance(cursor, Mapping) or not cursor:
+            raise ValueError("SyncBatch.cursor must be a {folder: deltaLink} mapping")
+        fresh = self.store.get_provider(self.config.provider_id)
+        links = dict(
+            fresh.delta_links if isinstance(fresh, MicrosoftProviderConfig)
+            else self.config.delta_links
+        )
+        for folder in cursor:
+            if links.get(folder) != batch.expected:
+                log.info(
+                    "provider %s: delta cursor of %s moved meanwhile; not committed",
+                    self.config.provider_id, folder,
+                )
+                return False
+        links.update({str(k): str(v) for k, v in cursor.items()})
+        self.save_config_changes({"delta_links": links})
+        if isinstance(self.store, MetaStore):
+            for folder in cursor:
+                self.store.set_meta(
+                    self.config.provider_id, _META_COMMIT + str(folder), self.clock().isoformat()
+                )
+        return True

@@ -1,0 +1,319 @@
+"""The shared transport: retries, Retry-After, backoff, 401 refresh, error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from mailparity.errors import (
+    BadRequestError,
+    CursorExpiredError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    ThrottledError,
+    UnauthorizedError,
+)
+from mailparity.http import HttpClient, RetryPolicy, default_map_error, parse_retry_after
+
+URL = "https://api.example.com/v1/items"
+
+
+class Auth:
+    def __init__(self) -> None:
+        self.token = "tok-1"
+        self.refreshes = 0
+
+    def get_access_token(self) -> str:
+        return self.token
+
+    def force_refresh(self) -> str:
+        self.refreshes += 1
+        self.token = f"tok-{self.refreshes + 1}"
+        return self.token
+
+
+def client(clock: Any, **kwargs: Any) -> HttpClient:
+    return HttpClient(sleep=clock.sleep, clock=clock, **kwargs)
+
+
+# ------------------------------------------------------------------ Retry-After
+
+
+def test_parse_retry_after_forms(clock: Any) -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("2.128") == pytest.approx(2.128)
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("") is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now=clock()) == 30.0
+    # A date in the past means "now", never a negative wait.
+    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=clock()) == 0.0
+
+
+@responses.activate
+def test_429_retry_after_seconds_is_honoured(clock: Any) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "7"}, json={})
+    responses.get(URL, json={"ok": True})
+    response = client(clock).request("GET", URL)
+    assert response.json() == {"ok": True}
+    assert clock.sleeps == [7.0]
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_retry_after_http_date_uses_injected_clock(clock: Any) -> None:
+    responses.get(URL, status=503, headers={"Retry-After": "Thu, 01 Jan 2026 00:00:30 GMT"})
+    responses.get(URL, json={})
+    client(clock).request("GET", URL)
+    assert clock.sleeps == [30.0]
+
+
+@responses.activate
+def test_retry_after_is_capped_by_max_delay(clock: Any) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "5000"})
+    responses.get(URL, json={})
+    client(clock, retry=RetryPolicy(max_delay=60.0, max_total=1000.0)).request("GET", URL)
+    assert clock.sleeps == [60.0]
+
+
+@responses.activate
+def test_exponential_backoff_with_jitter_without_retry_after(clock: Any) -> None:
+    for _ in range(3):
+        responses.get(URL, status=503)
+    responses.get(URL, json={})
+    client(clock, retry=RetryPolicy(base_delay=2.0)).request("GET", URL)
+    assert len(clock.sleeps) == 3
+    # attempt n waits between half and all of base * 2**(n-1)
+    for n, waited in enumerate(clock.sleeps, start=1):
+        full = 2.0 * 2 ** (n - 1)
+        assert full / 2 <= waited <= full
+
+
+@responses.activate
+def test_max_attempts_then_mapped_error(clock: Any) -> None:
+    for _ in range(5):
+        responses.get(URL, status=503, json={"error": {"code": "serviceNotAvailable",
+                                                       "message": "down"}})
+    with pytest.raises(ProviderUnavailableError) as info:
+        client(clock, retry=RetryPolicy(max_attempts=3)).request("GET", URL)
+    assert len(responses.calls) == 3
+    assert len(clock.sleeps) == 2
+    assert info.value.status == 503
+    assert info.value.code == "serviceNotAvailable"
+
+
+@responses.activate
+def test_throttled_error_carries_retry_after_when_retries_run_out(clock: Any) -> None:
+    for _ in range(2):
+        responses.get(URL, status=429, headers={"Retry-After": "3"})
+    with pytest.raises(ThrottledError) as info:
+        client(clock, retry=RetryPolicy(max_attempts=2)).request("GET", URL)
+    assert info.value.retry_after == 3.0
+    assert info.value.status == 429
+
+
+@responses.activate
+def test_max_total_stops_before_waiting_too_long(clock: Any) -> None:
+    for _ in range(5):
+        responses.get(URL, status=429, headers={"Retry-After": "50"})
+    with pytest.raises(ThrottledError):
+        client(clock, retry=RetryPolicy(max_total=120.0, max_delay=60.0)).request("GET", URL)
+    assert clock.sleeps == [50.0, 50.0]
+    assert sum(clock.sleeps) <= 120.0
+
+
+@responses.activate
+def test_connection_error_is_retried_then_succeeds(clock: Any) -> None:
+    responses.get(URL, body=requests.ConnectionError("reset"))
+    responses.get(URL, json={"n": 1})
+    assert client(clock).request("GET", URL).json() == {"n": 1}
+    assert len(clock.sleeps) == 1
+
+
+@responses.activate
+def test_connection_errors_exhausted_name_no_query_string(clock: Any) -> None:
+    for _ in range(3):
+        responses.get(URL, body=requests.Timeout("slow"))
+    with pytest.raises(ProviderUnavailableError) as info:
+        client(clock, retry=RetryPolicy(max_attempts=3)).request(
+            "GET", URL, params={"access_token": "SECRET"}
+        )
+    assert "SECRET" not in str(info.value)
+    assert "Timeout" in str(info.value)
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_no_retry_when_disabled(clock: Any) -> None:
+    responses.get(URL, status=503)
+    with pytest.raises(ProviderUnavailableError):
+        client(clock).request("GET", URL, retry=False)
+    assert len(responses.calls) == 1
+    assert clock.sleeps == []
+
+
+@responses.activate
+def test_non_retryable_status_is_not_retried(clock: Any) -> None:
+    responses.get(URL, status=400, json={"error": {"code": "BadRequest", "message": "nope"}})
+    with pytest.raises(BadRequestError):
+        client(clock).request("GET", URL)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_extra_retry_rule(clock: Any) -> None:
+    responses.get(URL, status=403, json={"error": {"code": 403, "message": "quota",
+                                                   "errors": [{"reason": "rateLimitExceeded"}]}})
+    responses.get(URL, json={})
+    http = client(clock, is_retryable=lambda r: r.status_code == 403)
+    http.request("GET", URL)
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_allow_status_returns_response(clock: Any) -> None:
+    responses.delete(URL, status=404)
+    assert client(clock).request("DELETE", URL, allow_status=frozenset({404})).status_code == 404
+
+
+# ------------------------------------------------------------------ 401 refresh
+
+
+@responses.activate
+def test_401_refreshes_once_and_retries(clock: Any) -> None:
+    responses.get(URL, status=401, json={"error": {"code": "InvalidAuthenticationToken",
+                                                   "message": "expired"}})
+    responses.get(URL, json={"ok": 1})
+    auth = Auth()
+    assert client(clock).request("GET", URL, auth=auth).json() == {"ok": 1}
+    assert auth.refreshes == 1
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer tok-1"
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer tok-2"
+
+
+@responses.activate
+def test_second_401_is_unauthorized_error(clock: Any) -> None:
+    for _ in range(3):
+        responses.get(URL, status=401, json={"error": {"code": "InvalidAuthenticationToken",
+                                                       "message": "bad audience"}})
+    auth = Auth()
+    with pytest.raises(UnauthorizedError) as info:
+        client(clock).request("GET", URL, auth=auth)
+    assert auth.refreshes == 1
+    assert len(responses.calls) == 2
+    assert info.value.code == "InvalidAuthenticationToken"
+
+
+@responses.activate
+def test_401_without_auth_is_not_refreshed(clock: Any) -> None:
+    responses.get(URL, status=401)
+    with pytest.raises(UnauthorizedError):
+        client(clock).request("GET", URL)
+
+
+@responses.activate
+def test_headers_merge_and_on_attempt(clock: Any) -> None:
+    responses.get(URL, status=503)
+    responses.get(URL, json={})
+    seen: list[tuple[str, str, int | None]] = []
+    http = client(clock, headers={"Prefer": "a", "X-One": "1"},
+                  on_attempt=lambda m, u, s: seen.append((m, u, s)))
+    http.request("GET", URL, headers={"Prefer": "b"})
+    sent = responses.calls[0].request.headers
+    assert sent["Prefer"] == "b"
+    assert sent["X-One"] == "1"
+    assert [s for _, _, s in seen] == [503, 200]
+
+
+def test_timeout_is_passed_on_every_request(clock: Any) -> None:
+    class Session(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kwargs: list[dict[str, Any]] = []
+
+        def request(self, method: Any, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            self.kwargs.append(kwargs)
+            response = requests.Response()
+            response.status_code = 200
+            response._content = b"{}"
+            return response
+
+    session = Session()
+    HttpClient(session=session, timeout=(3.0, 9.0), sleep=clock.sleep).request("GET", URL)
+    assert session.kwargs[0]["timeout"] == (3.0, 9.0)
+
+
+# ------------------------------------------------------------------ error mapping
+
+
+def _response(status: int, body: Any = None, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> requests.Response:
+    import json as _json
+
+    response = requests.Response()
+    response.status_code = status
+    response._content = raw if raw is not None else _json.dumps(body).encode()
+    response.headers.update(headers or {})
+    return response
+
+
+def test_graph_error_body_with_inner_request_id() -> None:
+    error = default_map_error(_response(404, {"error": {
+        "code": "ErrorItemNotFound", "message": "The specified object was not found in the store.",
+        "innerError": {"request-id": "rid-9", "date": "2026-01-01T00:00:00"}}}), "microsoft")
+    assert isinstance(error, NotFoundError)
+    assert (error.status, error.code, error.request_id) == (404, "ErrorItemNotFound", "rid-9")
+    assert error.provider == "microsoft"
+    assert "rid-9" in str(error)
+    assert "ErrorItemNotFound" in str(error)
+
+
+def test_graph_throttle_body_and_header_request_id() -> None:
+    body = {"error": {"code": "TooManyRequests", "message": "Please retry again later.",
+                      "innerError": {"code": "429", "request-id": "inner-id"}}}
+    error = default_map_error(
+        _response(429, body, {"request-id": "hdr-id", "Retry-After": "2.5"}), "microsoft"
+    )
+    assert isinstance(error, ThrottledError)
+    assert error.request_id == "hdr-id"
+    assert error.retry_after == 2.5
+
+
+def test_google_error_body_reason_wins() -> None:
+    body = {"error": {"code": 403, "message": "Insufficient Permission", "status":
+                      "PERMISSION_DENIED", "errors": [{"reason": "insufficientPermissions"}]}}
+    error = default_map_error(_response(403, body), "google")
+    assert isinstance(error, PermissionDeniedError)
+    assert error.code == "insufficientPermissions"
+    assert error.message == "Insufficient Permission"
+
+
+def test_google_status_without_errors_list() -> None:
+    body = {"error": {"code": 404, "message": "Requested entity was not found.",
+                      "status": "NOT_FOUND"}}
+    error = default_map_error(_response(404, body), "google")
+    assert isinstance(error, NotFoundError)
+    assert error.code == "NOT_FOUND"
+
+
+def test_oauth_error_body() -> None:
+    body = {"error": "invalid_grant", "error_description": "AADSTS700082: expired\nTrace ID: x"}
+    error = default_map_error(_response(400, body))
+    assert isinstance(error, BadRequestError)
+    assert error.code == "invalid_grant"
+    assert error.message == "AADSTS700082: expired"
+
+
+def test_410_and_non_json_bodies() -> None:
+    assert isinstance(default_map_error(_response(410, {"error": {"code": "syncStateNotFound",
+                                                                  "message": "gone"}})),
+                      CursorExpiredError)
+    error = default_map_error(_response(502, raw=b"<html>bad gateway</html>"))
+    assert isinstance(error, ProviderUnavailableError)
+    assert error.code is None
+    assert error.message == "HTTP 502"
