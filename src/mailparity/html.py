@@ -1,14 +1,171 @@
 """HTML to text for ``body.text`` when a message has only HTML.
 
-INTERFACE STUB: being written.
+Built on the stdlib :class:`html.parser.HTMLParser`, which tolerates the broken markup that mail
+clients produce; the conversion never raises (a last-resort regex strip covers parser failures).
 """
 
 from __future__ import annotations
 
+import html as _html
+import re
+from html.parser import HTMLParser
+
 __all__ = ["html_to_text"]
+
+#: Elements whose content is never text a reader sees.
+_DROPPED = frozenset({"script", "style", "head", "title", "template", "noscript", "object"})
+
+#: What may appear inside <head>; any other tag (or visible text) closes an unclosed <head>, as
+#: browsers do.
+_HEAD_CONTENT = frozenset(
+    {"title", "style", "script", "meta", "link", "base", "noscript", "template", "object"}
+)
+
+#: Elements that start and end a paragraph (a blank line around them).
+_PARAGRAPH = frozenset(
+    {
+        "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol",
+        "dl", "hr", "figure", "address", "fieldset", "form",
+    }
+)
+
+#: Elements that start and end a line.
+_BLOCK = frozenset(
+    {
+        "div", "li", "tr", "dt", "dd", "section", "article", "header", "footer", "nav", "main",
+        "aside", "center", "caption", "tbody", "thead", "tfoot", "figcaption", "details",
+        "summary", "body", "html", "option", "legend",
+    }
+)
+
+#: Table cells: separated by a tab so columns stay apart on one line.
+_CELL = frozenset({"td", "th"})
+
+_WS = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_TAG = re.compile(r"<[^>]*>")
+_DROPPED_BLOCK = re.compile(
+    r"<(script|style|head|title|template)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL
+)
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._drop: list[str] = []
+        self._pre = 0
+
+    # -- output helpers -------------------------------------------------------------------
+
+    def _trailing_newlines(self) -> int:
+        count = 0
+        for chunk in reversed(self.out):
+            stripped = chunk.rstrip(" \t")
+            if not stripped:
+                continue
+            count += len(stripped) - len(stripped.rstrip("\n"))
+            if stripped.strip("\n"):
+                return count
+        # Start of the document: behave as if preceded by a paragraph break.
+        return 2
+
+    def _ensure_newlines(self, wanted: int) -> None:
+        missing = wanted - self._trailing_newlines()
+        if missing > 0:
+            self.out.append("\n" * missing)
+
+    # -- parser callbacks ------------------------------------------------------------------
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._drop == ["head"] and tag not in _HEAD_CONTENT:
+            # An unclosed <head> must not swallow the whole document.
+            self._drop = []
+        if self._drop:
+            if tag in _DROPPED:
+                self._drop.append(tag)
+            return
+        if tag in _DROPPED:
+            self._drop.append(tag)
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag in _PARAGRAPH:
+            self._ensure_newlines(2)
+            if tag == "pre":
+                self._pre += 1
+        elif tag in _BLOCK:
+            self._ensure_newlines(1)
+        elif tag in _CELL:
+            if self.out and not self.out[-1].endswith(("\n", "\t")):
+                self.out.append("\t")
+        elif tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt and alt.strip():
+                self.out.append(alt.strip())
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # <br/>, <hr/>, <img/>: the start handling is all they need; a self-closing tag of a
+        # dropped element (<script/>) opens nothing.
+        if tag in _DROPPED:
+            return
+        self.handle_starttag(tag, attrs)
+        if tag in _PARAGRAPH and tag != "pre":
+            self._ensure_newlines(2)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._drop:
+            if tag in self._drop:
+                # Close up to the matching opener; stray end tags of other dropped kinds are
+                # ignored so a missing </style> does not hide the rest forever.
+                while self._drop:
+                    if self._drop.pop() == tag:
+                        break
+            return
+        if tag in _PARAGRAPH:
+            if tag == "pre" and self._pre:
+                self._pre -= 1
+            self._ensure_newlines(2)
+        elif tag in _BLOCK:
+            self._ensure_newlines(1)
+
+    def handle_data(self, data: str) -> None:
+        if self._drop == ["head"] and data.strip():
+            self._drop = []
+        if self._drop or not data:
+            return
+        if self._pre:
+            self.out.append(data.replace("\r\n", "\n").replace("\u00a0", " "))
+            return
+        text = _WS.sub(" ", data)
+        if self._trailing_newlines() or (self.out and self.out[-1].endswith((" ", "\t"))):
+            text = text.lstrip(" ")
+        if text:
+            self.out.append(text)
+
+
+def _finish(text: str) -> str:
+    lines = [line.rstrip(" \t") for line in text.replace("\r\n", "\n").split("\n")]
+    joined = "\n".join(line if line.strip() else "" for line in lines)
+    return _BLANK_RUNS.sub("\n\n", joined).strip("\n ")
+
+
+def _fallback(html: str) -> str:
+    text = _DROPPED_BLOCK.sub(" ", html)
+    text = re.sub(r"<br\s*/?>|</?(p|div|li|tr|h[1-6])\b[^>]*>", "\n", text, flags=re.I)
+    text = _html.unescape(_TAG.sub(" ", text))
+    lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 
 
 def html_to_text(html: str) -> str:
     """Text of ``html``: tags removed, entities decoded, ``<script>``/``<style>``/``<head>``
     dropped, block elements and ``<br>`` become line breaks, runs of blank lines collapsed."""
-    raise NotImplementedError
+    if not html:
+        return ""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # hostile markup must still give text, never an error
+        return _fallback(html)
+    return _finish("".join(parser.out))

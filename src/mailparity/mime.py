@@ -5,16 +5,30 @@ assembly of an :class:`~mailparity.models.EmailMessage` from headers, bodies and
 here and only here, so the same header, address or attachment yields the same field whichever
 provider delivered it.
 
-INTERFACE STUB: the signatures below are the contract; the bodies are being written.
+Every function here is total: malformed input (mail in the wild is full of it) gives the most
+useful value that can be recovered, never an exception.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
+import email
+import email.message
+import email.policy
+import email.utils
+import logging
+import mimetypes
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.generator import BytesGenerator
+from io import BytesIO
 
-from .models import Attachment, EmailAddress, EmailMessage, Header
+from .html import html_to_text
+from .models import Attachment, EmailAddress, EmailBody, EmailMessage, Header
 
 __all__ = [
     "MimeAttachment",
@@ -23,6 +37,7 @@ __all__ = [
     "build_email_message",
     "decode_bytes",
     "decode_header_value",
+    "message_from_mime",
     "normalize_content_id",
     "parse_address",
     "parse_address_list",
@@ -31,54 +46,624 @@ __all__ = [
     "unfold",
 ]
 
+_log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Text and charsets
+
+_FOLD = re.compile(r"(?:\r\n|\r|\n)+[ \t]*")
+
 
 def unfold(value: str) -> str:
-    """CRLF/LF followed by white space becomes one space (RFC 5322 unfolding); trims the ends."""
-    raise NotImplementedError
+    """CRLF/LF followed by white space becomes one space (RFC 5322 unfolding); trims the ends.
+
+    A line break *without* following white space (broken folding) also becomes one space, so a
+    header value never carries a line break.
+    """
+    if not value:
+        return ""
+    return _FOLD.sub(" ", value).strip()
 
 
-def decode_header_value(value: str | bytes) -> str:
-    """Unfold and decode RFC 2047 encoded-words (B and Q, any charset, adjacent words joined per
-    RFC 2047 section 6.2); raw 8-bit bytes are decoded as UTF-8, falling back to windows-1252."""
-    raise NotImplementedError
+#: Charset labels seen in mail that Python does not know, or knows as a narrower charset than
+#: the one mailers actually use (the superset decodes everything the narrow one does).
+_CHARSET_ALIASES: dict[str, str] = {
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "ks_c_5601-1989": "cp949",
+    "ksc5601": "cp949",
+    "ksc_5601": "cp949",
+    "euc-kr": "cp949",
+    "iso-8859-8-i": "iso-8859-8",
+    "iso-8859-8-e": "iso-8859-8",
+    "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-6-e": "iso-8859-6",
+    "x-mac-cyrillic": "mac_cyrillic",
+    "x-mac-roman": "mac_roman",
+    "macintosh": "mac_roman",
+    "x-mac-ce": "mac_latin2",
+    "x-mac-greek": "mac_greek",
+    "x-mac-turkish": "mac_turkish",
+    "x-mac-icelandic": "mac_iceland",
+    "unicode-1-1-utf-7": "utf-7",
+    "x-unicode-1-1-utf-7": "utf-7",
+    "unicode-1-1-utf-8": "utf-8",
+    "x-unicode20utf8": "utf-8",
+    "utf8": "utf-8",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cp936": "gb18030",
+    "x-euc-cn": "gb18030",
+    "big5": "big5hkscs",
+    "x-big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "ms_kanji": "cp932",
+    "windows-31j": "cp932",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "csiso2022jp": "iso2022_jp_ext",
+    "x-euc-jp": "euc_jp",
+    "windows-874": "cp874",
+    "tis-620": "cp874",
+    "iso-8859-11": "cp874",
+    "x-user-defined": "windows-1252",
+    "ansi_x3.4-1968": "us-ascii",
+    "646": "us-ascii",
+}
+
+#: When a charset of a family fails, its siblings are tried before the generic fallbacks: a
+#: message labelled ISO-2022-JP that is really Shift_JIS is common (and in the corpus).
+_FAMILIES: tuple[tuple[str, ...], ...] = (
+    ("iso2022_jp_ext", "iso2022_jp_2", "cp932", "euc_jp"),
+    ("cp949", "iso2022_kr"),
+    ("gb18030", "big5hkscs"),
+)
+
+#: Charsets whose bytes are not ASCII-compatible: the "valid UTF-8 wins" rule never applies.
+_NOT_ASCII_COMPATIBLE = ("utf_16", "utf_32", "utf_7", "iso2022")
+
+#: Python codecs that are "text encodings" but not charsets a mail could legitimately name.
+_FORBIDDEN_CODECS = frozenset(
+    {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "mbcs", "oem"}
+)
+
+
+def _codec_for(charset: str | None) -> str | None:
+    """The Python codec name for a MIME charset label, or None when unknown or unusable."""
+    if not charset or not isinstance(charset, str):
+        return None
+    label = charset.strip().strip("\"'").strip().lower()
+    # RFC 2231 language suffix ("utf-8*en") and stray parameters ("utf-8; format=flowed").
+    label = label.split("*", 1)[0].split(";", 1)[0].strip()
+    if not label or len(label) > 64:
+        return None
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        info = codecs.lookup(label)
+    except (LookupError, ValueError, TypeError):
+        return None
+    name = info.name.replace("-", "_")  # Python spells some canonical names with "-"
+    if name in _FORBIDDEN_CODECS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return name
+
+
+def _try_decode(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except Exception:  # any codec failure means "try the next one"
+        return None
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
     """Decode a body with its declared charset, falling back sanely: aliases (``ks_c_5601-1987``,
     ``iso-8859-8-i``, ``x-mac-cyrillic``, ``windows-1250``...), unknown or garbage names, and lying
-    charsets (declared us-ascii / latin-1 but valid UTF-8) never raise."""
-    raise NotImplementedError
+    charsets (declared us-ascii / latin-1 but valid UTF-8) never raise.
+
+    Order: UTF-8 when the bytes are valid non-ASCII UTF-8, the declared charset (strict), its
+    family (ISO-2022-JP/Shift_JIS/EUC-JP...), UTF-8 (strict), UTF-8 with replacement when only a
+    few bytes are broken, windows-1252, then Latin-1, which decodes any byte.
+    """
+    if not data:
+        return ""
+    if isinstance(data, str):  # tolerate callers that already hold text
+        return data
+    codec = _codec_for(charset)
+    candidates: list[str] = []
+    if (
+        codec != "utf_8"
+        and not (codec or "").startswith(_NOT_ASCII_COMPATIBLE)
+        and not data.isascii()
+    ):
+        # Text that is valid UTF-8 and not ASCII is UTF-8 whatever the label says: legacy
+        # charsets practically never form valid multi-byte UTF-8 sequences by chance, while
+        # mislabelled UTF-8 (us-ascii, latin-1, gb2312 on UTF-8 text) is common.
+        candidates.append("utf-8")
+    if codec:
+        candidates.append(codec)
+        for family in _FAMILIES:
+            if codec in family:
+                candidates.extend(c for c in family if c != codec)
+    candidates.append("utf-8")
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate in seen:
+            continue
+        seen.add(candidate)
+        text = _try_decode(data, candidate)
+        if text is not None:
+            return _strip_bom(text)
+    # Mostly UTF-8 with a few broken bytes (a truncated or corrupted character) reads better as
+    # UTF-8 with U+FFFD than as windows-1252 mojibake of every character.
+    lenient = data.decode("utf-8", "replace")
+    broken = lenient.count("\ufffd")
+    if sum(1 for ch in lenient if ch > "\x7f") - broken > 2 * broken:
+        return _strip_bom(lenient)
+    text = _try_decode(data, "cp1252")
+    return _strip_bom(text) if text is not None else data.decode("latin-1")
+
+
+def _strip_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _surrogates_to_text(value: str) -> str:
+    """Text parsed by :mod:`email` keeps raw 8-bit bytes as lone surrogates; decode those bytes
+    (UTF-8, else windows-1252) so no surrogate ever reaches a model."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8", "replace")
+    return decode_bytes(raw, None)
+
+
+def _as_text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return decode_bytes(value, None)
+    if not isinstance(value, str):
+        value = str(value)  # email.header.Header objects and the like
+    return _surrogates_to_text(value)
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 2047 encoded-words
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?]*)\?=")
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _b64decode_lenient(data: bytes) -> bytes | None:
+    """Base64 with junk ignored and padding repaired; None when it cannot be base64 at all."""
+    clean = _B64_JUNK.sub(b"", data.replace(b"-", b"+").replace(b"_", b"/"))
+    if len(clean) % 4 == 1:
+        # One character left over can never be base64: drop it (a truncated last quantum).
+        clean = clean[:-1]
+    clean += b"=" * (-len(clean) % 4)
+    try:
+        return base64.b64decode(clean)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _q_decode(data: bytes) -> bytes:
+    return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data.replace(b"_", b" "))
+
+
+def _decode_encoded_words(text: str) -> str:
+    parts: list[tuple[bool, str, bytes | str]] = []  # (is_word, codec label, payload)
+    pos = 0
+    for match in _ENCODED_WORD.finditer(text):
+        if match.start() > pos:
+            parts.append((False, "", text[pos : match.start()]))
+        charset, kind, payload = match.group(1), match.group(2).upper(), match.group(3)
+        raw = payload.encode("latin-1", "replace")
+        decoded = _b64decode_lenient(raw) if kind == "B" else _q_decode(raw)
+        if decoded is None:
+            parts.append((False, "", match.group(0)))
+        else:
+            parts.append((True, charset.split("*", 1)[0].lower(), decoded))
+        pos = match.end()
+    if pos < len(text):
+        parts.append((False, "", text[pos:]))
+
+    out: list[str] = []
+    index = 0
+    while index < len(parts):
+        is_word, charset, payload = parts[index]
+        if not is_word:
+            assert isinstance(payload, str)
+            # RFC 2047 6.2: white space between two encoded-words is not displayed.
+            between_words = (
+                0 < index < len(parts) - 1 and parts[index - 1][0] and parts[index + 1][0]
+            )
+            if not (between_words and not payload.strip(" \t")):
+                out.append(payload)
+            index += 1
+            continue
+        # Adjacent words of the same charset are joined as bytes first: encoders split
+        # multi-byte characters and ISO-2022-JP escape sequences across words.
+        chunk = bytearray(payload if isinstance(payload, bytes) else b"")
+        nxt = index + 1
+        while nxt < len(parts):
+            if parts[nxt][0] and parts[nxt][1] == charset:
+                data = parts[nxt][2]
+                chunk += data if isinstance(data, bytes) else b""
+                nxt += 1
+                continue
+            if (
+                not parts[nxt][0]
+                and not str(parts[nxt][2]).strip(" \t")
+                and nxt + 1 < len(parts)
+                and parts[nxt + 1][0]
+                and parts[nxt + 1][1] == charset
+            ):
+                nxt += 1
+                continue
+            break
+        out.append(decode_bytes(bytes(chunk), charset))
+        index = nxt
+    return "".join(out)
+
+
+def decode_header_value(value: str | bytes) -> str:
+    """Unfold and decode RFC 2047 encoded-words (B and Q, any charset, adjacent words joined per
+    RFC 2047 section 6.2); raw 8-bit bytes are decoded as UTF-8, falling back to windows-1252."""
+    text = unfold(_as_text(value))
+    if "=?" in text:
+        text = _decode_encoded_words(text)
+    # Decoded words may carry control characters (a Q-encoded CR/LF); a header value is one line.
+    return "".join(" " if ch in "\r\n\t" else ch for ch in text if ch >= " " or ch in "\r\n\t")
+
+
+# --------------------------------------------------------------------------------------------
+# Addresses
+
+
+def _tokenize_address_piece(piece: str) -> tuple[list[str], list[str], list[str]]:
+    """Split one mailbox's text into (phrase words, angle addresses, comments)."""
+    words: list[str] = []
+    angles: list[str] = []
+    comments: list[str] = []
+    i, n = 0, len(piece)
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            words.append("".join(current))
+            current.clear()
+
+    while i < n:
+        ch = piece[i]
+        if ch == '"':
+            flush()
+            i += 1
+            buf: list[str] = []
+            while i < n and piece[i] != '"':
+                if piece[i] == "\\" and i + 1 < n:
+                    i += 1
+                buf.append(piece[i])
+                i += 1
+            words.append("".join(buf))
+            i += 1
+        elif ch == "(":
+            flush()
+            depth, i, buf = 1, i + 1, []
+            while i < n and depth:
+                if piece[i] == "\\" and i + 1 < n:
+                    buf.append(piece[i + 1])
+                    i += 2
+                    continue
+                if piece[i] == "(":
+                    depth += 1
+                elif piece[i] == ")":
+                    depth -= 1
+                    if not depth:
+                        break
+                buf.append(piece[i])
+                i += 1
+            comments.append("".join(buf).strip())
+            i += 1
+        elif ch == "<":
+            flush()
+            end = piece.find(">", i + 1)
+            if end < 0:
+                end = n
+            angles.append(piece[i + 1 : end])
+            i = end + 1
+        elif ch in " \t\r\n":
+            flush()
+            i += 1
+        else:
+            current.append(ch)
+            i += 1
+    flush()
+    return words, angles, comments
+
+
+def _split_top_level(value: str) -> list[str]:
+    """Split an address list on top-level commas and group punctuation (``:`` and ``;``)."""
+    pieces: list[str] = []
+    buf: list[str] = []
+    quoted = False
+    depth = 0
+    angle = False
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            buf.append(ch)
+            if ch == "\\" and i + 1 < len(value):
+                buf.append(value[i + 1])
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif depth:
+            buf.append(ch)
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+        elif angle:
+            buf.append(ch)
+            if ch == ">":
+                angle = False
+        elif ch == '"':
+            quoted = True
+            buf.append(ch)
+        elif ch == "(":
+            depth = 1
+            buf.append(ch)
+        elif ch == "<":
+            angle = True
+            buf.append(ch)
+        elif ch in ",;":
+            pieces.append("".join(buf))
+            buf = []
+        elif ch == ":" and "@" not in "".join(buf) and "".join(buf).strip():
+            # "Group name: a@x, b@y;" - the group's name is not a mailbox. A colon after an
+            # "@" belongs to the address (source routes, IPv6 literals).
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    pieces.append("".join(buf))
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def _clean_addr(addr: str) -> str:
+    addr = "".join(addr.split())
+    if ":" in addr and addr.startswith("@"):
+        addr = addr.split(":", 1)[1]  # obsolete source route "@relay:user@host"
+    if addr.lower().startswith("mailto:"):
+        addr = addr[7:]
+    return addr
+
+
+def _mailboxes_of(piece: str) -> list[EmailAddress]:
+    words, angles, comments = _tokenize_address_piece(piece)
+    result: list[EmailAddress] = []
+    if angles:
+        if len(angles) == 1:
+            name = " ".join(words) or None
+            email_addr = _clean_addr(angles[0])
+            if email_addr:
+                result.append(_address(email_addr, name))
+            return result
+        # Several "<...>" without commas between them ("A <a@x> B <b@y>"): split them again.
+        for match in re.finditer(r'((?:"[^"]*"|[^<"])*)<([^>]*)>?', piece):
+            name_words, _, _ = _tokenize_address_piece(match.group(1))
+            email_addr = _clean_addr(match.group(2))
+            if email_addr:
+                result.append(_address(email_addr, " ".join(name_words) or None))
+        return result
+    with_at = [word for word in words if "@" in word]
+    if len(with_at) > 1:
+        # Several bare addresses separated by spaces only.
+        return [_address(_clean_addr(word), None) for word in with_at]
+    if with_at:
+        name = " ".join(comments) or None
+        return [_address(_clean_addr(with_at[0]), name)]
+    if len(words) == 1 and words[0] and '"' not in piece:
+        # A bare local mailbox ("root"): keep it, it is what the header says.
+        return [_address(_clean_addr(words[0]), " ".join(comments) or None)]
+    return result
+
+
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+")
+
+
+def _plausible(addr: str) -> bool:
+    """An addr-spec worth reporting: no list punctuation, some letter or digit in it."""
+    if not addr or any(ch in addr for ch in "<>,;()"):
+        return False
+    if "@" not in addr:
+        return _ATOM.fullmatch(addr) is not None  # a bare local mailbox
+    return any(ch.isalnum() for ch in addr)
+
+
+def _address(email_addr: str, name: str | None) -> EmailAddress:
+    decoded = decode_header_value(name).strip() if name else ""
+    if decoded and decoded.strip("'\"") == email_addr:
+        decoded = ""  # 'bob@x <bob@x>' carries no name
+    return EmailAddress(email=_surrogates_to_text(email_addr), name=decoded or None)
 
 
 def parse_address_list(value: str | None) -> list[EmailAddress]:
     """Every mailbox of an address header (groups flattened), display names decoded; [] for None,
-    empty or unparseable input (never raises)."""
-    raise NotImplementedError
+    empty or unparseable input (never raises).
+
+    Parsing happens before display names are decoded, so a name that decodes to a comma stays
+    one mailbox. When the value was decoded already ("Doe, John <j@x>"), a piece that holds no
+    address is joined to the name of the mailbox that follows it.
+    """
+    try:
+        text = unfold(_as_text(value))
+        if not text:
+            return []
+        pieces = _split_top_level(text)
+        merged: list[str] = []
+        pending = ""
+        for index, piece in enumerate(pieces):
+            has_addr = "@" in piece or "<" in piece
+            following = pieces[index + 1] if index + 1 < len(pieces) else ""
+            next_is_name_addr = "<" in following and not following.lstrip().startswith("<")
+            if not has_addr and (pending or next_is_name_addr or " " in piece.strip()):
+                # A name fragment cut off by a comma of an already-decoded display name.
+                pending = f"{pending}, {piece}" if pending else piece
+                continue
+            if pending and "<" in piece and not piece.lstrip().startswith("<"):
+                merged.append(f"{pending}, {piece}")
+            elif pending and piece.lstrip().startswith("<"):
+                merged.append(f"{pending} {piece}")
+            else:
+                merged.append(piece)
+            pending = ""
+        result: list[EmailAddress] = []
+        for piece in merged:
+            text_piece = piece
+            if '"' not in piece and "," in piece.split("<", 1)[0]:
+                # Re-quote a decoded name that holds a comma so the tokenizer keeps it whole.
+                name, _, rest = piece.partition("<")
+                text_piece = '"' + name.strip().replace('"', "") + '" <' + rest
+            result.extend(_mailboxes_of(text_piece))
+        return [address for address in result if _plausible(address.email)]
+    except Exception:  # the contract is "never raises"
+        return []
 
 
 def parse_address(value: str | None) -> EmailAddress | None:
     """The first mailbox of an address header, or None."""
-    raise NotImplementedError
+    addresses = parse_address_list(value)
+    return addresses[0] if addresses else None
+
+
+# --------------------------------------------------------------------------------------------
+# Message ids and Content-IDs
+
+_COMMENT = re.compile(r"\([^()]*\)")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MSG_ID_TOKEN = re.compile(r"<([^<>]*)>|([^\s,<>]+)")
 
 
 def parse_msg_ids(value: str | None) -> list[str]:
     """Every msg-id of a Message-ID / In-Reply-To / References value, in order, each with angle
-    brackets (``<id@host>``); tolerant of commas, folding, missing brackets and comments."""
-    raise NotImplementedError
+    brackets (``<id@host>``); tolerant of commas, folding, missing brackets and comments.
+
+    A msg-id broken by folding white space inside its brackets is rejoined. Without any bracketed
+    id, bare tokens that contain "@" are taken (or the value itself when it is a single token).
+    """
+    text = unfold(_as_text(value))
+    if not text:
+        return []
+    for _ in range(5):  # nested comments, innermost first
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    text = _QUOTED.sub(" ", text)
+    bracketed: list[str] = []
+    bare: list[str] = []
+    for match in _MSG_ID_TOKEN.finditer(text):
+        if match.group(1) is not None:
+            inner = "".join(match.group(1).split())
+            if inner:
+                bracketed.append(f"<{inner}>")
+        elif match.group(2):
+            bare.append(match.group(2))
+    if bracketed:
+        return bracketed
+    with_at = [f"<{token}>" for token in bare if "@" in token]
+    if with_at:
+        return with_at
+    return [f"<{bare[0]}>"] if len(bare) == 1 else []
 
 
 def normalize_content_id(value: str | None) -> str | None:
     """A Content-ID without angle brackets and white space, or None."""
-    raise NotImplementedError
+    text = "".join(_as_text(value).split())
+    if text.lower().startswith("cid:"):
+        text = text[4:]
+    text = text.strip("<>")
+    return text or None
+
+
+# --------------------------------------------------------------------------------------------
+# Attachment names
+
+_EXTENSIONS: dict[str, str] = {
+    "message/rfc822": "eml",
+    "message/global": "eml",
+    "message/partial": "eml",
+    "message/delivery-status": "txt",
+    "message/global-delivery-status": "txt",
+    "message/disposition-notification": "txt",
+    "message/feedback-report": "txt",
+    "text/rfc822-headers": "txt",
+    "text/plain": "txt",
+    "text/html": "html",
+    "text/calendar": "ics",
+    "text/csv": "csv",
+    "application/ms-tnef": "dat",
+    "application/vnd.ms-tnef": "dat",
+    "application/octet-stream": "bin",
+    "application/pgp-signature": "asc",
+    "application/pgp-encrypted": "asc",
+    "application/pkcs7-signature": "p7s",
+    "application/x-pkcs7-signature": "p7s",
+    "application/pkcs7-mime": "p7m",
+    "application/x-pkcs7-mime": "p7m",
+    "image/jpeg": "jpg",
+    "image/pjpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "application/pdf": "pdf",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _extension_for(content_type: str) -> str:
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if ctype in _EXTENSIONS:
+        return _EXTENSIONS[ctype]
+    guessed = mimetypes.guess_extension(ctype, strict=False) if "/" in ctype else None
+    return guessed.lstrip(".") if guessed else "bin"
+
+
+def _clean_name(raw: str | None) -> str:
+    if not raw:
+        return ""
+    name = decode_header_value(raw)
+    # Some clients send full paths ("C:\\Users\\me\\report.pdf"); the name is the last segment.
+    name = re.split(r"[\\/]", name)[-1]
+    return _CONTROL.sub("", name).strip().strip('"').strip()
 
 
 def attachment_name(
     filename: str | None, name: str | None, content_type: str, index: int
 ) -> str:
     """The attachment's display name: ``filename`` (Content-Disposition, RFC 2231 already joined),
-    else ``name`` (Content-Type), encoded-words decoded; else a generated ``attachment-{index}.{ext}``
-    from the content type (``message/rfc822`` -> ``.eml``)."""
-    raise NotImplementedError
+    else ``name`` (Content-Type), encoded-words decoded; else a generated
+    ``attachment-{index}.{ext}`` from the content type (``message/rfc822`` -> ``.eml``).
+
+    Directory parts of a sent path are dropped and control characters removed."""
+    for candidate in (filename, name):
+        cleaned = _clean_name(candidate)
+        if cleaned and cleaned not in (".", ".."):
+            return cleaned
+    return f"attachment-{index}.{_extension_for(content_type)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Raw MIME
 
 
 @dataclass
@@ -105,22 +690,393 @@ class MimeAttachment:
             is_inline=self.is_inline,
         )
 
+    def __repr__(self) -> str:  # the payload can be megabytes: keep reprs readable
+        return (
+            f"MimeAttachment(part_id={self.part_id!r}, name={self.name!r}, "
+            f"content_type={self.content_type!r}, size={self.size}, "
+            f"content_id={self.content_id!r}, is_inline={self.is_inline})"
+        )
+
 
 @dataclass
 class ParsedMime:
     """A parsed RFC 5322 message: headers in order (duplicates kept), the bodies chosen from the
-    MIME tree, and the attachments (inline parts included)."""
+    MIME tree, and the attachments (inline parts included).
+
+    ``raw_headers`` holds the same headers unfolded but with encoded-words still encoded; address
+    headers are parsed from them so that a display name that decodes to a comma stays whole.
+    """
 
     headers: list[Header] = field(default_factory=list)
     text: str | None = None
     html: str | None = None
     attachments: list[MimeAttachment] = field(default_factory=list)
+    raw_headers: list[Header] = field(default_factory=list)
+
+    def attachment(self, part_id: str) -> MimeAttachment | None:
+        """The attachment at ``part_id``, or None."""
+        for item in self.attachments:
+            if item.part_id == part_id:
+                return item
+        return None
+
+
+class _RawHeaderPolicy(email.policy.Compat32):
+    """compat32, except that header values are returned as parsed: compat32 would replace raw
+    8-bit bytes by U+FFFD (it wraps them in an ``unknown-8bit`` Header), losing a UTF-8 or
+    Latin-1 display name or filename that :func:`_as_text` can still decode."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_POLICY = _RawHeaderPolicy()
+
+#: Alternative renderings of the body that are neither the text nor the HTML and are not files.
+_ALTERNATIVE_ONLY = frozenset(
+    {"text/enriched", "text/richtext", "text/watch-html", "text/x-watch-html", "text/x-amp-html"}
+)
+_BOUNDARY_LINE = re.compile(rb"^--([^\s]{1,200}?)(--)?[ \t]*\r?$", re.MULTILINE)
+
+
+def _to_bytes(payload: str) -> bytes:
+    try:
+        return payload.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return payload.encode("utf-8", "surrogateescape")
+
+
+def _header_str(part: email.message.Message, name: str) -> str:
+    try:
+        value = part.get(name)
+    except Exception:
+        return ""
+    return _as_text(value) if value is not None else ""
+
+
+def _param(part: email.message.Message, name: str, header: str = "content-type") -> str | None:
+    """A Content-Type / Content-Disposition parameter, RFC 2231 charsets decoded robustly."""
+    try:
+        value = part.get_param(name, header=header)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        charset, _language, text = value
+        raw = _to_bytes_latin(str(text))
+        return decode_bytes(raw, charset or None)
+    text = email.utils.unquote(str(value))
+    return _surrogates_to_text(text)
+
+
+def _to_bytes_latin(text: str) -> bytes:
+    # RFC 2231 %XX escapes are unquoted by email into code points 0-255 (one per byte).
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def _content_type(part: email.message.Message) -> str:
+    try:
+        ctype = part.get_content_type()
+    except Exception:
+        return "application/octet-stream"
+    return ctype.strip().lower() or "text/plain"
+
+
+def _disposition(part: email.message.Message) -> str:
+    value = _header_str(part, "content-disposition")
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _decode_uu(data: bytes) -> bytes:
+    out = bytearray()
+    started = False
+    for line in data.splitlines():
+        stripped = line.strip()
+        if not started:
+            started = stripped.lower().startswith(b"begin")
+            continue
+        if stripped.lower() == b"end":
+            break
+        if not stripped:
+            continue
+        try:
+            out += binascii.a2b_uu(line)
+        except binascii.Error:
+            # Workaround for encoders that pad lines wrongly (same as the stdlib's fallback).
+            count = (((line[0] - 32) & 63) * 4 + 5) // 3
+            try:
+                out += binascii.a2b_uu(line[:count])
+            except binascii.Error:
+                continue
+    return bytes(out) if started else data
+
+
+def _transfer_decode(raw: bytes, cte: str) -> bytes:
+    if cte == "base64":
+        stripped = b"".join(raw.split())
+        # Text labelled base64 that is not base64 (it happens) is kept as it is.
+        decoded = _b64decode_lenient(raw) if len(stripped) % 4 != 1 else None
+        return raw if decoded is None else decoded
+    if cte in ("quoted-printable", "quotedprintable", "qp"):
+        return binascii.a2b_qp(raw)
+    if cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
+        return _decode_uu(raw)
+    return raw
+
+
+def _cte(part: email.message.Message) -> str:
+    value = _header_str(part, "content-transfer-encoding").strip().lower()
+    return value.split()[0].strip(";\"'") if value else ""
+
+
+def _flatten(message: email.message.Message) -> bytes:
+    buffer = BytesIO()
+    try:
+        BytesGenerator(buffer, mangle_from_=False, policy=email.policy.compat32).flatten(
+            message, unixfrom=False
+        )
+    except Exception:  # a part we cannot regenerate still counts as one
+        return b""
+    return buffer.getvalue()
+
+
+def _raw_payload(part: email.message.Message) -> object:
+    """The payload exactly as parsed. ``get_payload()`` is not used for text: when the body holds
+    raw 8-bit bytes, compat32 decodes it with the declared charset and ``errors="replace"``, which
+    destroys mislabelled text that :func:`decode_bytes` would recover."""
+    return getattr(part, "_payload", None)
+
+
+def _leaf_payload(part: email.message.Message) -> bytes:
+    """The decoded content of a leaf part (or the bytes of an enclosed message)."""
+    payload = _raw_payload(part)
+    cte = _cte(part)
+    if isinstance(payload, list):
+        # message/rfc822 (and friends): the enclosed message, flattened. A (forbidden but seen)
+        # base64 or quoted-printable encoding of the enclosed message is undone.
+        raw = b"".join(_flatten(sub) for sub in payload if isinstance(sub, email.message.Message))
+        if cte in ("base64", "quoted-printable"):
+            return _transfer_decode(raw.lstrip(b"\r\n"), cte)
+        return raw
+    if isinstance(payload, bytes):
+        return _transfer_decode(payload, cte)
+    if not isinstance(payload, str):
+        return b""
+    return _transfer_decode(_to_bytes(payload), cte)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.html: str | None = None
+        self.attachments: list[MimeAttachment] = []
+        # (attachment, inside multipart/related, Content-Location) for the inline decision.
+        self.related: list[tuple[MimeAttachment, str | None]] = []
+
+    def walk(
+        self,
+        part: email.message.Message,
+        path: str,
+        parents: tuple[str, ...],
+        depth: int = 0,
+    ) -> None:
+        ctype = _content_type(part)
+        if depth > 40:
+            return  # a pathological nesting depth: stop descending rather than recurse forever
+        if part.is_multipart() and not ctype.startswith("message/"):
+            children = part.get_payload()
+            if not isinstance(children, list):
+                return
+            usable = [c for c in children if isinstance(c, email.message.Message)]
+            if not usable:
+                self._multipart_without_parts(part, path, parents, depth)
+                return
+            for position, child in enumerate(usable, start=1):
+                child_path = f"{path}.{position}" if path else str(position)
+                self.walk(child, child_path, (*parents, ctype), depth + 1)
+            return
+        if ctype.startswith("multipart/"):
+            # Declared multipart but the parser found no parts (no boundary parameter).
+            self._multipart_without_parts(part, path, parents, depth)
+            return
+        self._leaf(part, path or "1", ctype, parents)
+
+    def _multipart_without_parts(
+        self, part: email.message.Message, path: str, parents: tuple[str, ...], depth: int
+    ) -> None:
+        raw = b""
+        try:
+            preamble = part.preamble or ""
+            payload = _raw_payload(part)
+            body = payload if isinstance(payload, str) else ""
+            raw = _to_bytes(preamble + ("\n" if preamble and body else "") + body)
+        except Exception:
+            raw = b""
+        match = _BOUNDARY_LINE.search(raw)
+        if match and depth < 40:
+            # Recover the structure from the first boundary-looking line.
+            boundary = match.group(1).decode("ascii", "replace").replace('"', "")
+            synthetic = (
+                f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'.encode()
+                + raw[match.start() :]
+            )
+            reparsed = email.message_from_bytes(synthetic, policy=_POLICY)
+            subparts = reparsed.get_payload()
+            if reparsed.is_multipart() and isinstance(subparts, list) and subparts:
+                for position, child in enumerate(subparts, start=1):
+                    if isinstance(child, email.message.Message):
+                        child_path = f"{path}.{position}" if path else str(position)
+                        self.walk(child, child_path, (*parents, "multipart/mixed"), depth + 1)
+                return
+        if raw.strip():
+            charset = _param(part, "charset")
+            text = decode_bytes(raw, charset)
+            if self.text is None or not self.text.strip():
+                self.text = text
+
+    def _leaf(
+        self, part: email.message.Message, path: str, ctype: str, parents: tuple[str, ...]
+    ) -> None:
+        disposition = _disposition(part)
+        filename = _param(part, "filename", "content-disposition")
+        name = _param(part, "name")
+        payload = _leaf_payload(part)
+        in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
+
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not (
+            filename or name
+        ):
+            text = decode_bytes(payload, _param(part, "charset"))
+            slot = "text" if ctype == "text/plain" else "html"
+            current = self.text if slot == "text" else self.html
+            if current is None or not current.strip():
+                setattr(self, slot, text)
+                return
+            if in_alternative or not text.strip():
+                return  # another rendering of a body already chosen, or an empty filler part
+        elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
+            return
+
+        content_id = normalize_content_id(_header_str(part, "content-id"))
+        if ctype.startswith("message/") and not (filename or name):
+            display = attachment_name(
+                None, _enclosed_subject(payload), ctype, len(self.attachments) + 1
+            )
+            if not display.startswith("attachment-") and ctype in (
+                "message/rfc822",
+                "message/global",
+            ):
+                display = f"{display}.eml"
+        else:
+            if not (filename or name):
+                # MHTML and some clients name related parts only by their Content-Location.
+                location = _header_str(part, "content-location").strip()
+                path_part = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+                if "/" in path_part or "." in path_part:
+                    name = path_part.rsplit("/", 1)[-1]
+            display = attachment_name(filename, name, ctype, len(self.attachments) + 1)
+        attachment = MimeAttachment(
+            part_id=path,
+            name=display,
+            content_type=ctype,
+            size=len(payload),
+            content_id=content_id,
+            is_inline=disposition == "inline",
+            payload=payload,
+        )
+        self.attachments.append(attachment)
+        if "multipart/related" in parents:
+            self.related.append((attachment, _header_str(part, "content-location").strip()))
+
+    def finish_inline(self) -> None:
+        html = (self.html or "").lower()
+        if not html:
+            return
+        for attachment, location in self.related:
+            if attachment.is_inline:
+                continue
+            cid = attachment.content_id
+            by_cid = bool(cid) and f"cid:{(cid or '').lower()}" in html
+            by_location = bool(location) and (location or "").lower() in html
+            if by_cid or by_location:
+                attachment.is_inline = True
+
+
+def _enclosed_subject(payload: bytes) -> str | None:
+    if not payload:
+        return None
+    try:
+        inner = email.message_from_bytes(payload[:65536], policy=_POLICY)
+        subject = inner.get("subject")
+    except Exception:
+        return None
+    if subject is None:
+        return None
+    decoded = decode_header_value(_as_text(subject))
+    # The subject becomes a file name: no path separators, bounded length.
+    decoded = re.sub(r"[\\/:*?\"<>|]", "_", decoded).strip(" .")
+    return decoded[:150] or None
 
 
 def parse_mime(raw: bytes) -> ParsedMime:
     """Parse raw RFC 5322 bytes with the stdlib ``email`` package; never raises on malformed input
-    (missing boundaries, bad encodings, unknown charsets, broken folding)."""
-    raise NotImplementedError
+    (missing boundaries, bad encodings, unknown charsets, broken folding).
+
+    The ``compat32`` policy is used: it keeps header values as sent (the modern policy raises
+    on some malformed headers when they are read) and never decodes behind our back, so every
+    decoding decision is taken here with the fallbacks above.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark would turn the first header into body text
+    if not raw:
+        return ParsedMime()
+    try:
+        message = email.message_from_bytes(raw, policy=_POLICY)
+    except Exception:  # the stdlib parser is lenient; this is belt and braces
+        return ParsedMime(text=decode_bytes(raw, None))
+
+    headers: list[Header] = []
+    raw_headers: list[Header] = []
+    try:
+        items = list(message.raw_items())
+    except Exception:
+        items = []
+    for name, value in items:
+        clean_name = _as_text(name).strip()
+        if not clean_name:
+            continue
+        raw_value = unfold(_as_text(value))
+        raw_headers.append(Header(name=clean_name, value=raw_value))
+        headers.append(Header(name=clean_name, value=decode_header_value(raw_value)))
+
+    walker = _Walker()
+    try:
+        walker.walk(message, "", ())
+        walker.finish_inline()
+    except Exception as exc:  # keep what was found; a hostile part must not lose the mail
+        _log.debug("MIME walk stopped early: %s", type(exc).__name__)
+    return ParsedMime(
+        headers=headers,
+        text=walker.text,
+        html=walker.html if walker.html and walker.html.strip() else None,
+        attachments=walker.attachments,
+        raw_headers=raw_headers,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# EmailMessage assembly
+
+
+def _values(headers: Sequence[Header], name: str) -> list[str]:
+    wanted = name.lower()
+    return [item.value for item in headers if item.name.lower() == wanted]
 
 
 def build_email_message(
@@ -143,8 +1099,102 @@ def build_email_message(
     bcc: list[EmailAddress] | None = None,
     reply_to: list[EmailAddress] | None = None,
     message_id: str | None = None,
+    raw_headers: Sequence[Header] | None = None,
 ) -> EmailMessage:
     """Assemble the EmailMessage. Fields not given explicitly come from ``headers`` (subject,
     from, to, cc, bcc, reply-to, Message-ID, In-Reply-To, References). ``body.text`` is ``text``,
-    or derived from ``html`` by :func:`mailparity.html.html_to_text` when there is no text."""
-    raise NotImplementedError
+    or derived from ``html`` by :func:`mailparity.html.html_to_text` when there is no text.
+
+    ``raw_headers`` (optional, e.g. :attr:`ParsedMime.raw_headers`): the headers with their
+    encoded-words still encoded; address fields are parsed from them when given. Several headers
+    of one address field (two ``To:``) are read together; ``From`` is the first mailbox of the
+    first ``From``. References are collected from every ``References`` header, in order.
+    """
+    header_list = [
+        item if isinstance(item, Header) else Header.model_validate(item) for item in headers
+    ]
+    address_source = list(raw_headers) if raw_headers else header_list
+
+    def addresses(name: str) -> list[EmailAddress]:
+        found: list[EmailAddress] = []
+        for value in _values(address_source, name):
+            found.extend(parse_address_list(value))
+        return found
+
+    if subject is None:
+        subjects = _values(header_list, "subject")
+        subject = decode_header_value(subjects[0]) if subjects else ""
+    if from_ is None:
+        senders = _values(address_source, "from")
+        from_ = (parse_address(senders[0]) if senders else None) or EmailAddress(email="")
+    if message_id is None:
+        ids = [mid for value in _values(header_list, "message-id") for mid in parse_msg_ids(value)]
+        message_id = ids[0] if ids else None
+    else:
+        ids = parse_msg_ids(message_id)
+        message_id = ids[0] if ids else None
+    in_reply_to_ids = [
+        mid for value in _values(header_list, "in-reply-to") for mid in parse_msg_ids(value)
+    ]
+    references = [
+        mid for value in _values(header_list, "references") for mid in parse_msg_ids(value)
+    ]
+
+    body_text = text if text is not None else ""
+    if html and not body_text.strip():
+        body_text = html_to_text(html)
+
+    message = EmailMessage(
+        id=id,
+        provider=provider,  # type: ignore[arg-type]  # validated by the model (Literal)
+        provider_id=provider_id,
+        tenant=tenant,
+        mailbox=mailbox,
+        received_at=received_at,
+        subject=subject,
+        to=to if to is not None else addresses("to"),
+        cc=cc if cc is not None else addresses("cc"),
+        bcc=bcc if bcc is not None else addresses("bcc"),
+        reply_to=reply_to if reply_to is not None else addresses("reply-to"),
+        body=EmailBody(text=body_text, html=html),
+        attachments=list(attachments),
+        thread_id=thread_id,
+        message_id=message_id,
+        in_reply_to=in_reply_to_ids[0] if in_reply_to_ids else None,
+        references=references,
+        headers=header_list,
+    )
+    # Assigned after construction: the constructor keyword is the alias "from".
+    message.from_ = from_
+    return message
+
+
+def message_from_mime(
+    raw: bytes,
+    *,
+    id: str,
+    provider: str,
+    provider_id: str,
+    tenant: str,
+    mailbox: str,
+    received_at: datetime,
+    thread_id: str | None = None,
+    attachment_id_prefix: str = "",
+) -> EmailMessage:
+    """Parse raw MIME and assemble its EmailMessage in one step (attachment ids are
+    ``attachment_id_prefix + part_id``)."""
+    parsed = parse_mime(raw)
+    return build_email_message(
+        id=id,
+        provider=provider,
+        provider_id=provider_id,
+        tenant=tenant,
+        mailbox=mailbox,
+        received_at=received_at,
+        headers=parsed.headers,
+        raw_headers=parsed.raw_headers,
+        text=parsed.text,
+        html=parsed.html,
+        attachments=[item.to_model(attachment_id_prefix) for item in parsed.attachments],
+        thread_id=thread_id,
+    )
