@@ -1,0 +1,101 @@
+"""Django integration: URL patterns with CSRF-exempt views serving a
+:class:`~mailparity.webhooks.WebhookHandler`.
+
+::
+
+    # urls.py
+    from mailparity.contrib.django import webhook_urlpatterns
+
+    urlpatterns = [..., *webhook_urlpatterns(handler)]
+    # or: path("mail/", include(webhook_urlpatterns(handler)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+
+__all__ = ["webhook_urlpatterns", "webhook_view"]
+
+
+def _too_large() -> HttpResponse:
+    return HttpResponse(b"request body too large\n", status=413, content_type="text/plain")
+
+
+def _to_django(response: WebhookResponse) -> HttpResponse:
+    django_response = HttpResponse(response.body, status=response.status)
+    # Django adds a default HTML Content-Type; an empty 202/204 should carry none.
+    del django_response["Content-Type"]
+    for name, value in response.headers.items():
+        django_response[name] = value
+    return django_response
+
+
+def _from_django(request: HttpRequest, limit: int) -> WebhookRequest | HttpResponse:
+    declared = str(request.META.get("CONTENT_LENGTH") or "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        return _too_large()
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        # DATA_UPLOAD_MAX_MEMORY_SIZE is lower than our limit.
+        return _too_large()
+    if len(body) > limit:
+        return _too_large()
+    # One value per name, the first (as the other integrations do).
+    query = {name: values[0] for name, values in request.GET.lists() if values}
+    return WebhookRequest(
+        method=request.method or "GET",
+        query=query,
+        headers=dict(request.headers.items()),
+        body=body,
+    )
+
+
+def webhook_view(
+    handler: WebhookHandler, handle: Callable[[WebhookRequest], WebhookResponse]
+) -> Callable[..., HttpResponse]:
+    """A CSRF-exempt Django view calling ``handle`` (one of ``handler``'s methods)."""
+
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        converted = _from_django(request, handler.max_body_bytes)
+        if isinstance(converted, HttpResponse):
+            return converted
+        return _to_django(handle(converted))
+
+    # Providers cannot send CSRF tokens; the handler authenticates each request itself.
+    exempt: Callable[..., HttpResponse] = csrf_exempt(view)
+    return exempt
+
+
+def webhook_urlpatterns(
+    handler: WebhookHandler,
+    *,
+    microsoft_path: str = "webhooks/microsoft",
+    google_path: str = "webhooks/google",
+    name_prefix: str = "mailparity",
+) -> list[Any]:
+    """URL patterns for the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+
+    Paths follow Django's convention (no leading slash). Named ``<name_prefix>-microsoft`` and
+    ``<name_prefix>-google`` for ``reverse()``.
+    """
+    return [
+        path(
+            microsoft_path.lstrip("/"),
+            webhook_view(handler, handler.handle_microsoft),
+            name=f"{name_prefix}-microsoft",
+        ),
+        path(
+            google_path.lstrip("/"),
+            webhook_view(handler, handler.handle_google),
+            name=f"{name_prefix}-google",
+        ),
+    ]

@@ -1,0 +1,96 @@
+"""FastAPI / Starlette integration: an APIRouter serving a
+:class:`~mailparity.webhooks.WebhookHandler`.
+
+::
+
+    from mailparity.contrib.fastapi import webhook_router
+
+    app.include_router(webhook_router(handler), prefix="/mail")
+
+The handler talks to the host's stores synchronously, so it runs in Starlette's thread pool and
+never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+
+__all__ = ["webhook_router"]
+
+
+def _too_large() -> Response:
+    return Response(b"request body too large\n", status_code=413, media_type="text/plain")
+
+
+def _to_starlette(response: WebhookResponse) -> Response:
+    return Response(
+        content=response.body, status_code=response.status, headers=dict(response.headers)
+    )
+
+
+async def _from_starlette(request: Request, limit: int) -> WebhookRequest | Response:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        return _too_large()
+    # Stream with a running total so an undeclared (chunked) body cannot exceed the limit.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _too_large()
+        chunks.append(chunk)
+    first_values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        first_values.setdefault(name, value)
+    return WebhookRequest(
+        method=request.method,
+        query=first_values,
+        headers=dict(request.headers.items()),
+        body=b"".join(chunks),
+    )
+
+
+def _endpoint(
+    handler: WebhookHandler, handle: Callable[[WebhookRequest], WebhookResponse]
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        converted = await _from_starlette(request, handler.max_body_bytes)
+        if isinstance(converted, Response):
+            return converted
+        return _to_starlette(await run_in_threadpool(handle, converted))
+
+    return endpoint
+
+
+def webhook_router(
+    handler: WebhookHandler,
+    *,
+    microsoft_path: str = "/webhooks/microsoft",
+    google_path: str = "/webhooks/google",
+) -> APIRouter:
+    """An APIRouter with the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+
+    The routes are left out of the OpenAPI schema: providers, not API clients, call them.
+    """
+    router = APIRouter()
+    router.add_api_route(
+        microsoft_path,
+        _endpoint(handler, handler.handle_microsoft),
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        google_path,
+        _endpoint(handler, handler.handle_google),
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    return router

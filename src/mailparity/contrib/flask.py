@@ -1,0 +1,81 @@
+"""Flask integration: a Blueprint serving a :class:`~mailparity.webhooks.WebhookHandler`.
+
+::
+
+    from mailparity.contrib.flask import webhook_blueprint
+
+    app.register_blueprint(webhook_blueprint(handler), url_prefix="/mail")
+    # -> /mail/webhooks/microsoft and /mail/webhooks/google
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+
+__all__ = ["webhook_blueprint"]
+
+
+def _too_large() -> Response:
+    return Response(b"request body too large\n", status=413, content_type="text/plain")
+
+
+def _to_flask(response: WebhookResponse) -> Response:
+    flask_response = Response(response.body, status=response.status)
+    # Flask sets a default HTML Content-Type; drop it so an empty 202/204 carries none.
+    del flask_response.headers["Content-Type"]
+    for name, value in response.headers.items():
+        flask_response.headers[name] = value
+    return flask_response
+
+
+def _from_flask(handler: WebhookHandler) -> WebhookRequest | Response:
+    length = request.content_length
+    if length is not None and length > handler.max_body_bytes:
+        return _too_large()
+    # Read one byte past the limit, never more, to tell "too large" apart without a length.
+    body = request.stream.read(handler.max_body_bytes + 1)
+    if len(body) > handler.max_body_bytes:
+        return _too_large()
+    return WebhookRequest(
+        method=request.method,
+        query=request.args.to_dict(flat=True),
+        headers=dict(request.headers.items()),
+        body=body,
+    )
+
+
+def webhook_blueprint(
+    handler: WebhookHandler,
+    *,
+    name: str = "mailparity_webhooks",
+    microsoft_path: str = "/webhooks/microsoft",
+    google_path: str = "/webhooks/google",
+) -> Blueprint:
+    """A Blueprint with the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+
+    Flask does not apply CSRF protection by itself; if an extension does (Flask-WTF's
+    ``CSRFProtect``), exempt this blueprint: providers cannot send CSRF tokens.
+    """
+    blueprint = Blueprint(name, __name__)
+
+    def microsoft() -> Response:
+        converted = _from_flask(handler)
+        if isinstance(converted, Response):
+            return converted
+        return _to_flask(handler.handle_microsoft(converted))
+
+    def google() -> Response:
+        converted = _from_flask(handler)
+        if isinstance(converted, Response):
+            return converted
+        return _to_flask(handler.handle_google(converted))
+
+    blueprint.add_url_rule(
+        microsoft_path, "microsoft", microsoft, methods=["GET", "POST"], strict_slashes=False
+    )
+    blueprint.add_url_rule(
+        google_path, "google", google, methods=["GET", "POST"], strict_slashes=False
+    )
+    return blueprint

@@ -1,0 +1,212 @@
+"""wsgi.make_wsgi_app (driven with synthetic environs) and serve_in_thread (real loopback HTTP)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from mailparity.testing.oidc import TestOidcSigner, pubsub_push_body
+from mailparity.webhooks import WebhookRequest, WebhookResponse
+from mailparity.wsgi import make_wsgi_app, serve_in_thread
+from webhook_support import graph_item, jobs_of, make_handler, make_store
+
+
+class Stream(io.BytesIO):
+    """wsgi.input that records how much was read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.read_sizes: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.read_sizes.append(size)
+        return super().read(size)
+
+
+def call(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",
+         content_length: str | None = None, **environ: Any) -> tuple[str, dict[str, str], bytes]:
+    stream = Stream(body)
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)) if content_length is None else content_length,
+        "wsgi.input": stream,
+        **environ,
+    }
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        captured["status"] = status
+        captured["headers"] = dict(headers)
+
+    chunks = list(app(env, start_response))
+    captured["stream"] = stream
+    return captured["status"], captured["headers"], b"".join(chunks)
+
+
+@pytest.fixture
+def setup() -> Any:
+    store = make_store()
+    handler = make_handler(store, max_body_bytes=2000)
+    return make_wsgi_app(handler), store
+
+
+def test_validation_query_is_url_decoded(setup: Any) -> None:
+    app, _ = setup
+    status, headers, body = call(app, "POST", "/webhooks/microsoft",
+                                 query="validationToken=Validation%3A%20caf%C3%A9+ok")
+    assert status == "200 OK"
+    assert body == "Validation: café ok".encode()
+    assert headers["Content-Length"] == str(len(body))
+
+
+def test_notification_and_routes(setup: Any) -> None:
+    app, store = setup
+    payload = json.dumps({"value": [graph_item("MSG-1")]}).encode()
+    status, _, body = call(app, "POST", "/webhooks/microsoft/", payload,
+                           CONTENT_TYPE="application/json")
+    assert status == "202 Accepted"
+    assert body == b""
+    assert len(jobs_of(store)) == 1
+    assert call(app, "POST", "/elsewhere")[0] == "404 Not Found"
+    assert call(app, "GET", "/webhooks/google")[0] == "405 Method Not Allowed"
+
+
+def test_declared_oversized_body_is_not_read(setup: Any) -> None:
+    app, store = setup
+    status, _, _ = call(app, "POST", "/webhooks/microsoft", b"x" * 10, content_length="999999")
+    assert status.startswith("413")
+    assert jobs_of(store) == []
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1.5"])
+def test_bad_content_length_is_400(setup: Any, length: str) -> None:
+    app, _ = setup
+    assert call(app, "POST", "/webhooks/microsoft", b"{}", content_length=length)[0].startswith(
+        "400"
+    )
+
+
+def test_short_body_is_400(setup: Any) -> None:
+    app, _ = setup
+    assert call(app, "POST", "/webhooks/microsoft", b"{}", content_length="10")[0].startswith(
+        "400"
+    )
+
+
+def test_body_without_length(setup: Any) -> None:
+    app, _ = setup
+    # Without a length and without wsgi.input_terminated the body is not read at all.
+    status, _, _ = call(app, "POST", "/webhooks/microsoft", b'{"value": []}', content_length="")
+    assert status.startswith("400")
+    # With input_terminated (a de-chunking server) it is read, capped.
+    status, _, _ = call(app, "POST", "/webhooks/microsoft", b'{"value": []}', content_length="",
+                        **{"wsgi.input_terminated": True})
+    assert status.startswith("202")
+    status, _, _ = call(app, "POST", "/webhooks/microsoft", b"x" * 3000, content_length="",
+                        **{"wsgi.input_terminated": True})
+    assert status.startswith("413")
+
+
+def test_handler_bug_is_500_without_details() -> None:
+    class Broken:
+        max_body_bytes = 100
+
+        def handle_microsoft(self, request: WebhookRequest) -> WebhookResponse:
+            raise RuntimeError("secret-ish detail")
+
+        handle_google = handle_microsoft
+
+    app = make_wsgi_app(Broken())  # type: ignore[arg-type]
+    status, _, body = call(app, "POST", "/webhooks/microsoft", b"{}")
+    assert status.startswith("500")
+    assert b"secret-ish" not in body
+
+
+def test_headers_reach_the_handler() -> None:
+    seen: dict[str, Any] = {}
+
+    class Recorder:
+        max_body_bytes = 100
+
+        def handle_google(self, request: WebhookRequest) -> WebhookResponse:
+            seen["request"] = request
+            return WebhookResponse(204, {}, b"")
+
+        handle_microsoft = handle_google
+
+    app = make_wsgi_app(Recorder(), google_path="/g")  # type: ignore[arg-type]
+    call(app, "POST", "/g", b"{}", query="a=1&a=2&b=", HTTP_AUTHORIZATION="Bearer x",
+         CONTENT_TYPE="application/json")
+    request = seen["request"]
+    assert request.headers["authorization"] == "Bearer x"
+    assert request.headers["content-type"] == "application/json"
+    assert request.query == {"a": "1", "b": ""}
+    assert request.body == b"{}"
+
+
+# ------------------------------------------------------------------ a real server on loopback
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    store = make_store()
+    handler = make_handler(store, max_body_bytes=5000, verify_google_tokens=False,
+                           google_audience=None, google_service_accounts=())
+    with serve_in_thread(handler) as running:
+        yield running, store
+
+
+def test_serve_in_thread_round_trip(server: Any) -> None:
+    running, store = server
+    assert running.url.startswith("http://127.0.0.1:")
+    with requests.Session() as session:
+        answer = session.post(f"{running.url}/webhooks/microsoft",
+                              params={"validationToken": "a b&c"}, timeout=5)
+        assert (answer.status_code, answer.text) == (200, "a b&c")
+        answer = session.post(f"{running.url}/webhooks/microsoft",
+                              json={"value": [graph_item("MSG-1")]}, timeout=5)
+        assert answer.status_code == 202
+        answer = session.post(f"{running.url}/webhooks/google",
+                              data=pubsub_push_body("user@example.com", 5000), timeout=5)
+        assert answer.status_code == 204
+        answer = session.post(f"{running.url}/webhooks/microsoft", data=b"x" * 6000, timeout=5)
+        assert answer.status_code == 413
+    assert sorted(j.kind for j in jobs_of(store)) == ["gmail_history", "graph_message"]
+
+
+def test_raw_http_answer_is_buffered_and_complete(server: Any) -> None:
+    from mailparity.wsgi import _RequestHandler
+
+    # Buffered writer (headers + body flushed together) and TCP_NODELAY: no delayed-ACK stall.
+    assert _RequestHandler.wbufsize != 0
+    assert _RequestHandler.disable_nagle_algorithm is True
+    running, _ = server
+    with socket.create_connection((running.host, running.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /webhooks/microsoft?validationToken=hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.0 200") or data.startswith(b"HTTP/1.1 200")
+    assert data.endswith(b"\r\n\r\nhello")
+
+
+def test_signer_certs_are_pem() -> None:
+    signer = TestOidcSigner(kid="k")
+    assert list(signer.certs_json()) == ["k"]
+    assert signer.certs_json()["k"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "k" in repr(signer)
+    body = json.loads(pubsub_push_body("a@b.c", "77", message_id="m-1", urlsafe=True,
+                                       attributes={"x": "y"}))
+    assert body["message"]["messageId"] == body["message"]["message_id"] == "m-1"
+    assert body["message"]["attributes"] == {"x": "y"}
+    assert body["subscription"].startswith("projects/")
