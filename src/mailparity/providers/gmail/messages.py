@@ -1,0 +1,398 @@
+"""Gmail ``Message`` resources (``format=full`` and ``format=raw``) to :class:`EmailMessage`.
+
+``format=full`` gives a tree of ``MessagePart`` objects (``partId``, ``mimeType``, ``filename``,
+``headers``, ``body {size, data?, attachmentId?}``, ``parts``), with bodies already transfer-decoded
+and base64url encoded. The walk below is depth-first: the first ``text/plain`` and the first
+``text/html`` that are not attachments become the bodies, whatever multipart containers (mixed,
+alternative, related, signed) they sit in; every other leaf is an attachment, ``message/rfc822``
+included (its inner parts are not walked: it is one attached message).
+
+When the tree cannot be represented (no payload, a body that Gmail moved behind an attachmentId,
+undecodable data, a leaf without any address) :class:`UnrepresentableError` is raised and the
+adapter falls back to ``format=raw``, parsed by the shared MIME parser; both routes end in
+:func:`mailparity.mime.build_email_message`, so they produce the same message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from email.message import Message
+from email.utils import parsedate_to_datetime
+from typing import IO, Any
+
+from ... import mime
+from ...models import Attachment, EmailMessage, GmailProviderConfig, Header
+
+__all__ = [
+    "PART_PREFIX",
+    "UnrepresentableError",
+    "b64url_decode",
+    "b64url_decode_into",
+    "find_part",
+    "message_from_full",
+    "message_from_raw",
+    "raw_bytes",
+    "received_at",
+]
+
+#: Attachment ids that address a part (inline data, or any part of the raw message).
+PART_PREFIX = "part:"
+_BODY_TYPES = ("text/plain", "text/html")
+#: Renderings a multipart/alternative may carry besides plain and HTML; never attachments there.
+_ALTERNATIVE_ONLY = frozenset(
+    {"text/enriched", "text/richtext", "text/watch-html", "text/x-watch-html", "text/x-amp-html"}
+)
+
+
+class UnrepresentableError(Exception):
+    """The structured payload cannot be turned into a message faithfully: use ``format=raw``."""
+
+
+def b64url_decode(data: str) -> bytes:
+    """Decode Gmail's base64url (unpadded; standard-alphabet input tolerated)."""
+    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
+    return base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
+
+
+def b64url_decode_into(data: str, into: IO[bytes], *, chunk_chars: int = 1 << 18) -> int:
+    """Decode ``data`` into ``into`` a chunk at a time; returns the bytes written."""
+    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
+    cleaned += "=" * (-len(cleaned) % 4)
+    step = max(4, chunk_chars - chunk_chars % 4)
+    written = 0
+    for start in range(0, len(cleaned), step):
+        chunk = base64.urlsafe_b64decode(cleaned[start : start + step])
+        into.write(chunk)
+        written += len(chunk)
+    return written
+
+
+def _header_list(part: Mapping[str, Any]) -> list[tuple[str, str]]:
+    raw = part.get("headers") or []
+    out: list[tuple[str, str]] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            value = item.get("value")
+            out.append((str(item["name"]), value if isinstance(value, str) else ""))
+    return out
+
+
+def _header(part: Mapping[str, Any], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in _header_list(part):
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def _params(part: Mapping[str, Any]) -> Message:
+    """A stdlib Message holding the part's Content-Type/Disposition, for RFC 2231 parameters."""
+    holder = Message()
+    ctype = _header(part, "Content-Type")
+    if ctype:
+        holder["Content-Type"] = mime.unfold(ctype)
+    disposition = _header(part, "Content-Disposition")
+    if disposition:
+        holder["Content-Disposition"] = mime.unfold(disposition)
+    return holder
+
+
+def _mime_type(part: Mapping[str, Any], holder: Message) -> str:
+    value = part.get("mimeType")
+    if isinstance(value, str) and "/" in value:
+        return value.strip().lower()
+    if holder.get("Content-Type"):
+        return holder.get_content_type()
+    return "text/plain"
+
+
+def _param(holder: Message, name: str, header: str = "content-type") -> str | None:
+    """A Content-Type / Content-Disposition parameter; RFC 2231 values decoded."""
+    try:
+        value = holder.get_param(name, header=header)
+    except Exception:  # a malformed parameter list is "no parameter", as on the raw path
+        return None
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        charset, _language, text = value
+        try:
+            raw = str(text).encode("latin-1")
+        except UnicodeEncodeError:
+            raw = str(text).encode("utf-8", "surrogateescape")
+        return mime.decode_bytes(raw, charset or None)
+    return email.utils.unquote(str(value))
+
+
+def _disposition(part: Mapping[str, Any]) -> str:
+    value = _header(part, "Content-Disposition") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _part_bytes(part: Mapping[str, Any]) -> bytes | None:
+    body = part.get("body") or {}
+    if not isinstance(body, Mapping):
+        raise UnrepresentableError("body is not an object")
+    data = body.get("data")
+    if isinstance(data, str) and data:
+        try:
+            return b64url_decode(data)
+        except (binascii.Error, ValueError) as exc:
+            raise UnrepresentableError("undecodable body data") from exc
+    return None
+
+
+def _children(part: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    children = part.get("parts")
+    return [c for c in children if isinstance(c, Mapping)] if isinstance(children, list) else []
+
+
+def _enclosed_subject(part: Mapping[str, Any]) -> str | None:
+    """The subject of an attached message (Gmail lists the enclosed message as the child part)."""
+    for candidate in _children(part):
+        subject = _header(candidate, "Subject")
+        if subject is not None:
+            decoded = re.sub(r"[\\/:*?\"<>|]", "_", mime.decode_header_value(subject)).strip(" .")
+            return decoded[:150] or None
+    return None
+
+
+class _FullWalker:
+    """The structured twin of the shared MIME walker: same body choice, same attachment list,
+    same part paths ("1.2": 1-based positions), same inline rule."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.html: str | None = None
+        self.attachments: list[Attachment] = []
+        self.related: list[tuple[int, str]] = []
+
+    def walk(
+        self, part: Mapping[str, Any], path: str, parents: tuple[str, ...], depth: int = 0
+    ) -> None:
+        if depth > 40:
+            return
+        holder = _params(part)
+        ctype = _mime_type(part, holder)
+        if ctype.startswith("multipart/"):
+            usable = _children(part)
+            if not usable:
+                body = part.get("body") or {}
+                if isinstance(body, Mapping) and (body.get("data") or body.get("attachmentId")):
+                    # Content but no parts: Gmail could not split it; the raw bytes can.
+                    raise UnrepresentableError("multipart without parts")
+                return
+            for position, child in enumerate(usable, start=1):
+                child_path = f"{path}.{position}" if path else str(position)
+                self.walk(child, child_path, (*parents, ctype), depth + 1)
+            return
+        self._leaf(part, holder, path or "1", ctype, parents)
+
+    def _leaf(
+        self,
+        part: Mapping[str, Any],
+        holder: Message,
+        path: str,
+        ctype: str,
+        parents: tuple[str, ...],
+    ) -> None:
+        disposition = _disposition(part)
+        filename = _param(holder, "filename", "content-disposition")
+        if not filename and isinstance(part.get("filename"), str) and part["filename"]:
+            filename = str(part["filename"])
+        name = _param(holder, "name")
+        in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
+        body = part.get("body") or {}
+        if not isinstance(body, Mapping):
+            raise UnrepresentableError("body is not an object")
+
+        if ctype in _BODY_TYPES and disposition != "attachment" and not (filename or name):
+            if body.get("attachmentId") and not body.get("data"):
+                # A large body Gmail moved behind an attachment id: raw has it inline.
+                raise UnrepresentableError("body part stored as attachment")
+            text = mime.decode_bytes(_part_bytes(part) or b"", _param(holder, "charset"))
+            slot = "text" if ctype == "text/plain" else "html"
+            current = self.text if slot == "text" else self.html
+            if current is None or not current.strip():
+                setattr(self, slot, text)
+                return
+            if in_alternative or not text.strip():
+                return
+        elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
+            return
+
+        attachment_id = body.get("attachmentId")
+        ident = (
+            attachment_id
+            if isinstance(attachment_id, str) and attachment_id
+            else f"{PART_PREFIX}{path}"
+        )
+        size = body.get("size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            size = len(_part_bytes(part) or b"")
+        index = len(self.attachments) + 1
+        if ctype.startswith("message/") and not (filename or name):
+            display = mime.attachment_name(None, _enclosed_subject(part), ctype, index)
+            if not display.startswith("attachment-") and ctype in (
+                "message/rfc822",
+                "message/global",
+            ):
+                display = f"{display}.eml"
+        else:
+            if not (filename or name):
+                location = (_header(part, "Content-Location") or "").strip()
+                path_part = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+                has_path = "/" in path_part or "." in path_part
+                name = path_part.rsplit("/", 1)[-1] if has_path else None
+            display = mime.attachment_name(filename, name, ctype, index)
+        self.attachments.append(
+            Attachment(
+                id=ident,
+                name=display,
+                content_type=ctype,
+                size=size,
+                content_id=mime.normalize_content_id(_header(part, "Content-ID")),
+                is_inline=disposition == "inline",
+            )
+        )
+        if "multipart/related" in parents:
+            location = (_header(part, "Content-Location") or "").strip()
+            self.related.append((len(self.attachments) - 1, location))
+
+    def finish_inline(self) -> None:
+        html = (self.html or "").lower()
+        if not html:
+            return
+        for index, location in self.related:
+            attachment = self.attachments[index]
+            if attachment.is_inline:
+                continue
+            cid = attachment.content_id
+            if (cid and f"cid:{cid.lower()}" in html) or (location and location.lower() in html):
+                self.attachments[index] = attachment.model_copy(update={"is_inline": True})
+
+
+def received_at(
+    message: Mapping[str, Any], headers: Sequence[Header], fallback: datetime | None = None
+) -> datetime:
+    """``internalDate`` (epoch ms, a JSON string): when Google accepted the message. A missing or
+    zero value (seen on real spam) falls back to the Date header, then to ``fallback`` (the time
+    of the fetch), then to the Unix epoch."""
+    raw = message.get("internalDate")
+    try:
+        millis = int(str(raw)) if raw is not None else 0
+    except ValueError:
+        millis = 0
+    if millis > 0:
+        return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+    for header in headers:
+        if header.name.lower() == "date":
+            try:
+                parsed = parsedate_to_datetime(header.value)
+            except (TypeError, ValueError, IndexError):
+                break
+            if parsed is None:
+                break
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
+    return fallback or datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+def _thread_id(message: Mapping[str, Any]) -> str | None:
+    value = message.get("threadId")
+    return value if isinstance(value, str) and value else None
+
+
+def message_from_full(
+    message: Mapping[str, Any], config: GmailProviderConfig, *, now: datetime | None = None
+) -> EmailMessage:
+    """Normalize a ``format=full`` (or ``metadata``) Message.
+
+    Raises :class:`UnrepresentableError` when only the raw bytes can be represented faithfully."""
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise UnrepresentableError("message without id")
+    payload = message.get("payload")
+    if not isinstance(payload, Mapping):
+        raise UnrepresentableError("message without payload")
+    pairs = _header_list(payload)
+    raw_headers = [Header(name=n, value=mime.unfold(v)) for n, v in pairs]
+    headers = [Header(name=n, value=mime.decode_header_value(v)) for n, v in pairs]
+    walker = _FullWalker()
+    walker.walk(payload, "", ())
+    walker.finish_inline()
+    return mime.build_email_message(
+        id=message_id,
+        provider="google",
+        provider_id=config.provider_id,
+        tenant=config.tenant,
+        mailbox=config.mailbox,
+        received_at=received_at(message, headers, now),
+        headers=headers,
+        raw_headers=raw_headers,
+        text=walker.text,
+        html=walker.html if walker.html and walker.html.strip() else None,
+        attachments=walker.attachments,
+        thread_id=_thread_id(message),
+    )
+
+
+def raw_bytes(message: Mapping[str, Any]) -> bytes:
+    """The RFC 5322 bytes of a ``format=raw`` Message."""
+    raw = message.get("raw")
+    if not isinstance(raw, str) or not raw:
+        raise UnrepresentableError("format=raw answer without raw")
+    try:
+        return b64url_decode(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise UnrepresentableError("raw is not base64url") from exc
+
+
+def message_from_raw(
+    message: Mapping[str, Any], config: GmailProviderConfig, *, now: datetime | None = None
+) -> EmailMessage:
+    """Normalize a ``format=raw`` Message with the shared MIME parser (attachment ids
+    ``part:{part_id}``)."""
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise UnrepresentableError("message without id")
+    parsed = mime.parse_mime(raw_bytes(message))
+    return mime.build_email_message(
+        id=message_id,
+        provider="google",
+        provider_id=config.provider_id,
+        tenant=config.tenant,
+        mailbox=config.mailbox,
+        received_at=received_at(message, parsed.headers, now),
+        headers=parsed.headers,
+        raw_headers=parsed.raw_headers,
+        text=parsed.text,
+        html=parsed.html,
+        attachments=[a.to_model(PART_PREFIX) for a in parsed.attachments],
+        thread_id=_thread_id(message),
+    )
+
+
+def find_part(payload: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    """The part at MIME position ``path`` ("1.2", as in attachment ids), or None."""
+    ctype = payload.get("mimeType")
+    is_multipart = isinstance(ctype, str) and ctype.lower().startswith("multipart/")
+    if not is_multipart:
+        return payload if path == "1" else None
+    part: Mapping[str, Any] = payload
+    for piece in path.split("."):
+        if not piece.isdigit() or int(piece) < 1:
+            return None
+        usable = _children(part)
+        if int(piece) > len(usable):
+            return None
+        part = usable[int(piece) - 1]
+    return part
