@@ -228,7 +228,9 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
                 waited += 0.05
             try:
                 current = self.store.load_tokens(self.config.provider_id)
-                if current is not None and _newer(current, stale):
+                # A forced refresh with nothing loaded yet must not mistake the stored tokens for
+                # someone else's fresh ones: it refreshes them.
+                if current is not None and not (force and stale is None) and _newer(current, stale):
                     # Someone else refreshed while we waited: use theirs.
                     if not current.expires_within(REFRESH_MARGIN_SECONDS, now=self.clock()):
                         self._tokens = current
