@@ -68,6 +68,9 @@ _EXPORTS: dict[str, str] = {
     "SqliteStore": "stores.sqlite",
     "InMemoryPublisher": "publishers",
     "DictSecretStore": "publishers",
+    "CallbackPublisher": "publishers",
+    "JsonlFilePublisher": "publishers",
+    "SqlStore": "stores.sql",
     # adapters
     "EmailProviderAdapter": "adapter",
     "SyncBatch": "adapter",
@@ -82,9 +85,78 @@ _EXPORTS: dict[str, str] = {
     "Processor": "processing",
     "Worker": "worker",
     "Maintenance": "maintenance",
+    "MaintenanceReport": "maintenance",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "Attachment",
+    "AuthError",
+    "AuthExpiredError",
+    "BadRequestError",
+    "CallbackPublisher",
+    "ConfigurationError",
+    "ConnectionTestResult",
+    "CredentialStore",
+    "CredentialsMissingError",
+    "CursorExpiredError",
+    "DedupeStore",
+    "DictSecretStore",
+    "EmailAddress",
+    "EmailBody",
+    "EmailMessage",
+    "EmailProviderAdapter",
+    "EmailProviderAuthFailed",
+    "EventPublisher",
+    "GmailAdapter",
+    "GmailProviderConfig",
+    "Header",
+    "InMemoryPublisher",
+    "InMemoryStore",
+    "InboundEmailReceived",
+    "Job",
+    "JobStore",
+    "JsonlFilePublisher",
+    "LockStore",
+    "MailParityError",
+    "MailParityEvent",
+    "Maintenance",
+    "MaintenanceReport",
+    "MetaStore",
+    "MicrosoftGraphAdapter",
+    "MicrosoftProviderConfig",
+    "NotFoundError",
+    "OAuthTokens",
+    "PermanentMessageError",
+    "PermissionDeniedError",
+    "Processor",
+    "ProviderConfig",
+    "ProviderError",
+    "ProviderRegistry",
+    "ProviderStore",
+    "ProviderUnavailableError",
+    "PublishError",
+    "RetryPolicy",
+    "SecretStore",
+    "SqlStore",
+    "SqliteStore",
+    "StateStore",
+    "StoreError",
+    "SubscriptionError",
+    "SyncBatch",
+    "ThrottledError",
+    "UnauthorizedError",
+    "WebhookAuthenticationError",
+    "WebhookError",
+    "WebhookHandler",
+    "WebhookRequest",
+    "WebhookResponse",
+    "WebhookSubscription",
+    "WebhookValidationError",
+    "Worker",
+    "__version__",
+    "create_adapter",
+    "event_id_for",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -125,7 +197,7 @@ if TYPE_CHECKING:
         WebhookValidationError,
     )
     from .http import RetryPolicy
-    from .maintenance import Maintenance
+    from .maintenance import Maintenance, MaintenanceReport
     from .models import (
         Attachment,
         ConnectionTestResult,
@@ -160,8 +232,14 @@ if TYPE_CHECKING:
     from .providers import create_adapter
     from .providers.gmail import GmailAdapter
     from .providers.graph import MicrosoftGraphAdapter
-    from .publishers import DictSecretStore, InMemoryPublisher
+    from .publishers import (
+        CallbackPublisher,
+        DictSecretStore,
+        InMemoryPublisher,
+        JsonlFilePublisher,
+    )
     from .stores.memory import InMemoryStore
+    from .stores.sql import SqlStore
     from .stores.sqlite import SqliteStore
     from .webhooks import WebhookHandler, WebhookRequest, WebhookResponse
     from .worker import Worker

@@ -43,7 +43,7 @@ __all__ = ["LEGACY_CREDENTIALS_SECRET", "EmailProviderAdapter"]
 log = logging.getLogger("mailparity.adapter")
 
 #: Tenant secret holding pre-migration tokens: JSON keyed by provider_id (the seed's rollout).
-LEGACY_CREDENTIALS_SECRET = "email_provider_credentials"
+LEGACY_CREDENTIALS_SECRET = "email_provider_credentials"  # noqa: S105 - a name, not a secret
 
 #: Refresh this long before the access token expires (one buffer, not stacked ones).
 REFRESH_MARGIN_SECONDS = 300.0
@@ -105,7 +105,10 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(provider_id={self.config.provider_id!r}, mailbox={self.config.mailbox!r})"
+        return (
+            f"{type(self).__name__}(provider_id={self.config.provider_id!r},"
+            f" mailbox={self.config.mailbox!r})"
+        )
 
     # ------------------------------------------------------------------ client credentials
 
@@ -180,7 +183,9 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
         if tokens is None:
             tokens = self._legacy_tokens()
             if tokens is not None:
-                log.info("provider %s: using legacy tokens from tenant secrets", self.config.provider_id)
+                log.info(
+                    "provider %s: using legacy tokens from tenant secrets", self.config.provider_id
+                )
         if tokens is None:
             tokens = self._initial_tokens()
         if tokens is None:
@@ -230,11 +235,16 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
                 current = self.store.load_tokens(self.config.provider_id)
                 # A forced refresh with nothing loaded yet must not mistake the stored tokens for
                 # someone else's fresh ones: it refreshes them.
-                if current is not None and not (force and stale is None) and _newer(current, stale):
-                    # Someone else refreshed while we waited: use theirs.
-                    if not current.expires_within(REFRESH_MARGIN_SECONDS, now=self.clock()):
-                        self._tokens = current
-                        return current
+                # Otherwise, tokens that differ from the stale ones mean someone else refreshed
+                # while we waited: use theirs.
+                if (
+                    current is not None
+                    and not (force and stale is None)
+                    and _newer(current, stale)
+                    and not current.expires_within(REFRESH_MARGIN_SECONDS, now=self.clock())
+                ):
+                    self._tokens = current
+                    return current
                 if current is None:
                     current = self._tokens or self._legacy_tokens()
                 tokens = self._refresh(current)
@@ -259,7 +269,8 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
 
     def force_refresh(self) -> str:
         """Refresh after a 401 and return the new access token."""
-        return self._refresh_single_flight(force=True, stale=self._tokens).access_token.get_secret_value()
+        tokens = self._refresh_single_flight(force=True, stale=self._tokens)
+        return tokens.access_token.get_secret_value()
 
     # ------------------------------------------------------------------ provider API
 
@@ -325,8 +336,9 @@ class SyncBatch:
 
     Attributes:
         message_ids: ids of new inbound messages, each once, oldest first where known.
-        cursor: the provider's new cursor (Gmail: history id ``int``; Graph: ``{folder: deltaLink}``),
-            to be committed with ``commit_cursor`` only after every message was handled.
+        cursor: the provider's new cursor (Gmail: history id ``int``; Graph:
+            ``{folder: deltaLink}``), to be committed with ``commit_cursor`` only after every
+            message was handled.
         expected: the cursor value read at the start (for the compare-and-set).
         baseline: True when no cursor existed (or it expired) and this only established one.
         full_sync: True when the cursor had expired and a bounded full listing was done.

@@ -1,13 +1,13 @@
 """The exception tree of mailparity.
 
-Every error the library raises is a :class:`MailParityError`. Each class is named by its cause, and
-carries what the provider sent (``status``, ``code``, ``request_id``) so a host can log and act on it
-without parsing messages. Messages never contain tokens, client secrets or clientState values.
+Every error the library raises is a :class:`MailParityError`. Each class is named by its cause,
+and carries what the provider sent (``status``, ``code``, ``request_id``) so a host can log and act
+on it without parsing messages. Messages never contain tokens, client secrets or clientState values.
 
 ::
 
     MailParityError
-    ├── ConfigurationError            the config or environment cannot work (missing client id, bad URL)
+    ├── ConfigurationError            the config or environment cannot work (no client id ...)
     ├── StoreError                    a host store failed (raise it from your own stores too)
     ├── PublishError                  the EventPublisher failed; the work stays pending
     ├── AuthError                     anything about credentials
@@ -200,6 +200,7 @@ class PermanentMessageError(MailParityError):
 
 def is_transient(error: BaseException) -> bool:
     """True when retrying later may succeed (throttling, outages, store and publisher failures)."""
-    return isinstance(
-        error, ThrottledError | ProviderUnavailableError | StoreError | PublishError | UnauthorizedError
+    transient = (
+        ThrottledError, ProviderUnavailableError, StoreError, PublishError, UnauthorizedError
     )
+    return isinstance(error, transient)

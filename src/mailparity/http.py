@@ -170,7 +170,7 @@ def default_map_error(response: requests.Response, provider: str | None = None) 
     return BadRequestError(message, **kwargs)
 
 
-class _RetryableResponse(Exception):
+class _RetryableResponseError(Exception):
     """Internal: carries a retryable response through tenacity."""
 
     def __init__(self, response: requests.Response) -> None:
@@ -223,7 +223,7 @@ class HttpClient:
         )
         # Full jitter on the upper half keeps many workers from retrying in lockstep.
         backoff = backoff / 2 + random.uniform(0, backoff / 2)
-        if isinstance(exc, _RetryableResponse):
+        if isinstance(exc, _RetryableResponseError):
             after = parse_retry_after(exc.response.headers.get("Retry-After"), now=self.clock())
             if after is not None:
                 return min(self.retry.max_delay, max(after, 0.0))
@@ -292,9 +292,15 @@ class HttpClient:
                     ) from None
                 if self.on_attempt:
                     self.on_attempt(method, url, response.status_code)
-            if response.status_code >= 400 and response.status_code not in allow_status:
-                if retry and self._retryable(response):
-                    raise _RetryableResponse(response)
+            if (
+                response.status_code >= 400
+                and response.status_code not in allow_status
+                and retry
+                and self._retryable(response)
+            ):
+                if stream:
+                    response.close()  # give the connection back before waiting to retry
+                raise _RetryableResponseError(response)
             return response
 
         def sleep(seconds: float) -> None:
@@ -313,13 +319,13 @@ class HttpClient:
             wait=self._wait,
             sleep=sleep,
             retry=retry_if_exception(
-                lambda e: isinstance(e, _RetryableResponse | ProviderUnavailableError)
+                lambda e: isinstance(e, _RetryableResponseError | ProviderUnavailableError)
             ),
             reraise=True,
         )
         try:
             response: requests.Response = retrying(attempt)
-        except _RetryableResponse as exc:
+        except _RetryableResponseError as exc:
             raise self._map(exc.response) from None
         if response.status_code >= 400 and response.status_code not in allow_status:
             raise self._map(response)

@@ -274,7 +274,7 @@ class _ProviderConfigBase(_Model):
     #: Set when an auth failure was terminal: the mailbox needs consent again; nothing is retried.
     needs_consent: bool = False
     auth_error_code: str | None = None
-    #: Whether the mailbox is processed at all (a paused provider is skipped by workers/maintenance).
+    #: Whether the mailbox is processed at all (paused: skipped by workers and maintenance).
     active: bool = True
 
     def public_dict(self) -> dict[str, Any]:
@@ -341,7 +341,7 @@ class GmailProviderConfig(_ProviderConfigBase):
     history_id: int | None = None
     watch_expiration: datetime | None = None
     gmail_base_url: str = "https://gmail.googleapis.com"
-    token_uri: str = "https://oauth2.googleapis.com/token"
+    token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     scopes: list[str] = Field(
         default_factory=lambda: ["https://www.googleapis.com/auth/gmail.modify"]
     )
@@ -371,7 +371,9 @@ ProviderConfig: TypeAlias = Annotated[
 ]
 
 
-def provider_config_from_dict(data: Mapping[str, Any]) -> MicrosoftProviderConfig | GmailProviderConfig:
+def provider_config_from_dict(
+    data: Mapping[str, Any],
+) -> MicrosoftProviderConfig | GmailProviderConfig:
     """Rebuild a config stored with :func:`provider_config_to_storage` (secrets revealed)."""
     if data.get("provider") == "google":
         return GmailProviderConfig.model_validate(data)

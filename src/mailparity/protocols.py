@@ -66,7 +66,7 @@ class ProviderStore(Protocol):
         ...
 
     def find_provider_by_mailbox(self, provider: str, mailbox: str) -> AnyProviderConfig | None:
-        """The provider (``"microsoft"``/``"google"``) for ``mailbox``, compared case-insensitively."""
+        """The provider (``"microsoft"``/``"google"``) for ``mailbox``, case-insensitively."""
         ...
 
     def save_provider(self, config: AnyProviderConfig) -> None:
@@ -86,7 +86,7 @@ class SecretStore(Protocol):
 @runtime_checkable
 class EventPublisher(Protocol):
     """The host's event bus. ``publish`` must raise when the event was not accepted: the library
-    then keeps the work pending and publishes again later (at-least-once; the event id is stable)."""
+    then keeps the work pending and publishes again later (at-least-once; stable event ids)."""
 
     def publish(self, event: MailParityEvent) -> None:
         """Publish one event; raise on failure."""
