@@ -152,7 +152,9 @@ def test_corpus_attachments_item_reference_and_inline(
     assert len(rsps.calls) == 1
     by_id = {a.id: a for a in email.attachments}
     assert by_id["exampleID0"].content_type == "message/rfc822"
-    assert by_id["exampleID0"].name == "Test it0"
+    # An item attachment's name is the attached message's subject: named as a file by the
+    # shared rule (mime.message_attachment_name), as the raw and Gmail paths name it.
+    assert by_id["exampleID0"].name == "Test it0.eml"
     inline = [a for a in email.attachments if a.is_inline and a.content_type == "image/png"]
     assert inline[0].content_id == "f1145f66-90fe-4604-a7ea-faac8c33684e"
     ref = by_id[reference["id"]]

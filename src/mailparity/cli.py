@@ -11,14 +11,16 @@ one clear line and exit non-zero, without a traceback; ``--verbose`` shows the d
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
 import time
+import traceback
 import uuid
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +35,8 @@ EXIT_FAILURE = 1
 
 GRAPH_DELEGATED_SCOPES = ["Mail.ReadWrite", "User.Read"]
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.modify"]
+GMAIL_API = "https://gmail.googleapis.com"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 
 
 class UserError(Exception):
@@ -66,15 +70,29 @@ def _secrets(args: argparse.Namespace) -> Any:
 
     try:
         data = json.loads(Path(args.secrets).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        _fail(f"cannot read secrets file {args.secrets}: {exc}")
+    except OSError as exc:
+        _fail(f"cannot read secrets file {args.secrets}: {exc.strerror or exc}")
+    except ValueError as exc:
+        # Only the position: the message of a JSON error may quote the file (its secrets).
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        _fail(f"secrets file {args.secrets} is not valid JSON{where}")
+    if not isinstance(data, Mapping) or not all(
+        isinstance(tenant, str)
+        and isinstance(values, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
+        for tenant, values in data.items()
+    ):
+        _fail(
+            f"secrets file {args.secrets} must be a JSON object"
+            ' {"<tenant>": {"<secret name>": "<value>"}}'
+        )
     return DictSecretStore(data)
 
 
 def _provider(store: Any, provider_id: str) -> Any:
     config = store.get_provider(provider_id)
     if config is None:
-        _fail(f"no provider {provider_id!r} in {store!r}; see `mailparity providers list`")
+        _fail(f"no provider {provider_id!r} in this store; see `mailparity providers list`")
     return config
 
 
@@ -91,10 +109,68 @@ def _print_json(data: Any) -> None:
 # ---------------------------------------------------------------------------- connect
 
 
+def _expires_at(expires_in: Any, issued_at: datetime) -> datetime:
+    """The access token's expiry from an ``expires_in`` (seconds; some endpoints send a string),
+    counted from when the token was requested; an unusable value means Entra's usual hour."""
+    try:
+        seconds = int(expires_in)
+    except (TypeError, ValueError):
+        seconds = 3600
+    return issued_at + timedelta(seconds=max(seconds, 0))
+
+
+def _save_connection(
+    args: argparse.Namespace,
+    kind: str,
+    mailbox: str,
+    fields: dict[str, Any],
+    tokens: Any,
+) -> int:
+    """Store a new connection, or reconnect an existing one (``--id``, or the same mailbox of the
+    same provider): its subscription, cursors and other settings are kept, ``needs_consent`` is
+    cleared. One provider per mailbox, so a mailbox connected twice is not delivered twice."""
+    from .models import GmailProviderConfig, MicrosoftProviderConfig
+
+    store = _store(args)
+    existing = (
+        store.get_provider(args.id) if args.id else store.find_provider_by_mailbox(kind, mailbox)
+    )
+    if existing is not None and existing.provider != kind:
+        _fail(f"provider {existing.provider_id!r} is a {existing.provider} provider, not {kind}")
+    if existing is not None:
+        provider_id = existing.provider_id
+        # Options left out keep what is stored (a reconnect does not drop the webhook URL).
+        changes = {key: value for key, value in fields.items() if value is not None}
+        changes.update(mailbox=mailbox, needs_consent=False, auth_error_code=None)
+        # Tokens first: once needs_consent is cleared, parked jobs run and must find them.
+        store.save_tokens(provider_id, tokens)
+        store.update_provider(provider_id, changes)
+        verb = "reconnected"
+    else:
+        provider_id = args.id or f"{kind}-{uuid.uuid4().hex[:8]}"
+        model = MicrosoftProviderConfig if kind == "microsoft" else GmailProviderConfig
+        store.save_provider(
+            model(provider_id=provider_id, tenant=args.tenant, mailbox=mailbox, **fields)
+        )
+        store.save_tokens(provider_id, tokens)
+        verb = "connected"
+    if tokens.refresh_token is None:
+        print(
+            "warning: no refresh token was issued; the connection stops working when the access"
+            " token expires",
+            file=sys.stderr,
+        )
+    print(f"{verb} {mailbox} as provider {provider_id}")
+    return 0
+
+
 def _cmd_connect_microsoft(args: argparse.Namespace) -> int:
     import msal
+    import requests
+    from pydantic import SecretStr
 
-    from .models import MicrosoftProviderConfig, OAuthTokens, utcnow
+    from .models import OAuthTokens, utcnow
+    from .providers.graph.auth import MsalHttpClient
 
     client_id = args.client_id or os.environ.get("MICROSOFT_CLIENT_ID")
     if not client_id:
@@ -102,13 +178,28 @@ def _cmd_connect_microsoft(args: argparse.Namespace) -> int:
             "a client id is needed: --client-id or $MICROSOFT_CLIENT_ID (an Entra app registration)"
         )
     authority = f"{args.login_base_url.rstrip('/')}/{args.authority_tenant}"
-    app = msal.PublicClientApplication(client_id, authority=authority)
-    flow = app.initiate_device_flow(scopes=GRAPH_DELEGATED_SCOPES)
+    try:
+        app = msal.PublicClientApplication(
+            client_id,
+            authority=authority,
+            # Through requests with a timeout, like every other call of the library.
+            http_client=MsalHttpClient(requests.Session(), (10.0, 60.0)),
+            instance_discovery=False,
+        )
+        flow = app.initiate_device_flow(scopes=GRAPH_DELEGATED_SCOPES)
+    except ValueError:
+        _fail(f"authority {authority} is not usable (unknown tenant or login host?)")
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {authority}: {type(exc).__name__}")
     if "user_code" not in flow:
         reason = flow.get("error_description") or flow.get("error")
-        _fail(f"device-code flow could not start: {reason}")
+        _fail(f"device-code flow could not start: {str(reason).splitlines()[0]}")
     print(flow["message"], file=sys.stderr)
-    result = app.acquire_token_by_device_flow(flow)
+    issued_at = utcnow()
+    try:
+        result = app.acquire_token_by_device_flow(flow)
+    except requests.RequestException as exc:
+        _fail(f"sign-in failed: {authority} unreachable ({type(exc).__name__})")
     if "access_token" not in result:
         first_line = (result.get("error_description") or "").split("\n")[0]
         _fail(f"sign-in failed: {result.get('error')}: {first_line}")
@@ -116,29 +207,60 @@ def _cmd_connect_microsoft(args: argparse.Namespace) -> int:
     mailbox = args.mailbox or claims.get("preferred_username") or claims.get("email")
     if not mailbox:
         _fail("could not tell the mailbox address; pass --mailbox")
-    store = _store(args)
-    provider_id = args.id or f"microsoft-{uuid.uuid4().hex[:8]}"
-    config = MicrosoftProviderConfig(
-        provider_id=provider_id,
-        tenant=args.tenant,
-        mailbox=mailbox,
-        client_id=client_id,
-        authority_tenant=args.authority_tenant,
-        webhook_notification_url=args.webhook_url,
-        login_base_url=args.login_base_url,
-        scopes=GRAPH_DELEGATED_SCOPES,
+    refresh = result.get("refresh_token")
+    tokens = OAuthTokens(
+        access_token=SecretStr(str(result["access_token"])),
+        refresh_token=SecretStr(str(refresh)) if refresh else None,
+        expires_at=_expires_at(result.get("expires_in"), issued_at),
     )
-    store.save_provider(config)
-    store.save_tokens(
-        provider_id,
-        OAuthTokens(
-            access_token=result["access_token"],
-            refresh_token=result.get("refresh_token"),
-            expires_at=utcnow() + timedelta(seconds=int(result.get("expires_in", 3600))),
-        ),
+    fields: dict[str, Any] = {
+        "client_id": client_id,
+        "authority_tenant": args.authority_tenant,
+        "auth_mode": "delegated",
+        "login_base_url": args.login_base_url,
+        "scopes": list(GRAPH_DELEGATED_SCOPES),
+        "webhook_notification_url": args.webhook_url,
+    }
+    return _save_connection(args, "microsoft", mailbox, fields, tokens)
+
+
+def _sleep(seconds: float) -> None:
+    """``time.sleep`` looked up at call time, so a test can replace it (and never wait)."""
+    time.sleep(seconds)
+
+
+def _gmail_profile_address(access_token: str) -> str:
+    """The address of the signed-in Gmail account (``users.getProfile``), read through the
+    library's HTTP layer: timeouts, retries and error mapping as for every Gmail call."""
+    from .http import RetryPolicy
+    from .providers.gmail.transport import (
+        GmailHttpClient,
+        is_gmail_retryable,
+        map_gmail_error,
     )
-    print(f"connected {mailbox} as provider {provider_id}")
-    return 0
+
+    client = GmailHttpClient(
+        sleep=_sleep,
+        provider="google",
+        map_error=map_gmail_error,
+        is_retryable=is_gmail_retryable,
+        retry=RetryPolicy(max_attempts=3, max_total=30.0),
+    )
+    try:
+        response = client.request(
+            "GET",
+            f"{GMAIL_API}/gmail/v1/users/me/profile",
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        data = response.json()
+    except MailParityError as exc:
+        _fail(f"could not read the Gmail profile with the new token: {exc}")
+    except ValueError:
+        _fail("could not read the Gmail profile: the answer is not JSON")
+    address = data.get("emailAddress") if isinstance(data, dict) else None
+    if not isinstance(address, str) or not address:
+        _fail("the Gmail profile has no emailAddress")
+    return address
 
 
 def _cmd_connect_google(args: argparse.Namespace) -> int:
@@ -148,7 +270,7 @@ def _cmd_connect_google(args: argparse.Namespace) -> int:
         _fail("`connect google` needs the cli extra: pip install 'mailparity[cli]'")
     from pydantic import SecretStr
 
-    from .models import GmailProviderConfig, OAuthTokens, utcnow
+    from .models import OAuthTokens, utcnow
 
     client_id = args.client_id or os.environ.get("GOOGLE_CLIENT_ID")
     client_secret = args.client_secret or os.environ.get("GOOGLE_CLIENT_SECRET")
@@ -163,50 +285,54 @@ def _cmd_connect_google(args: argparse.Namespace) -> int:
                 "client_id": client_id,
                 "client_secret": client_secret,
                 "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-                "token_uri": "https://oauth2.googleapis.com/token",
+                "token_uri": GOOGLE_TOKEN_URI,
                 "redirect_uris": ["http://127.0.0.1"],
             }
         },
         scopes=GMAIL_SCOPES,
     )
-    creds = flow.run_local_server(
-        host="127.0.0.1", port=args.port, open_browser=not args.no_browser
-    )
-    import requests
-
-    profile = requests.get(
-        "https://gmail.googleapis.com/gmail/v1/users/me/profile",
-        headers={"Authorization": f"Bearer {creds.token}"},
-        timeout=30,
-    )
-    mailbox = args.mailbox or (profile.json().get("emailAddress") if profile.ok else None)
-    if not mailbox:
-        _fail("could not read the Gmail profile; pass --mailbox")
-    store = _store(args)
-    provider_id = args.id or f"google-{uuid.uuid4().hex[:8]}"
-    store.save_provider(
-        GmailProviderConfig(
-            provider_id=provider_id,
-            tenant=args.tenant,
-            mailbox=mailbox,
-            client_id=client_id,
-            client_secret=SecretStr(client_secret),
-            project_id=args.project_id,
-            pubsub_topic_name=args.topic,
-            pubsub_subscription_name=args.subscription,
+    issued_at = utcnow()
+    try:
+        creds = flow.run_local_server(
+            host="127.0.0.1",
+            port=args.port,
+            open_browser=not args.no_browser,
+            # Google issues a refresh token on the first consent only; asking for consent again
+            # makes a reconnect get a new one.
+            access_type="offline",
+            prompt="consent",
         )
+    except OSError as exc:
+        _fail(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+    except Exception as exc:  # oauthlib errors (access_denied ...): no details, they may quote URLs
+        reason = getattr(exc, "error", None)
+        _fail(f"Google sign-in failed: {reason if isinstance(reason, str) else type(exc).__name__}")
+    if not creds.token:
+        _fail("Google sign-in returned no access token")
+    mailbox = _gmail_profile_address(str(creds.token))
+    if args.mailbox and args.mailbox.strip().casefold() != mailbox.casefold():
+        _fail(f"signed in as {mailbox}, not {args.mailbox}; sign in with that account")
+    # google-auth keeps the expiry as naive UTC.
+    expiry = creds.expiry
+    if isinstance(expiry, datetime):
+        expires_at = expiry.replace(tzinfo=timezone.utc) if expiry.tzinfo is None else expiry
+    else:
+        expires_at = issued_at + timedelta(minutes=55)
+    tokens = OAuthTokens(
+        access_token=SecretStr(str(creds.token)),
+        refresh_token=SecretStr(str(creds.refresh_token)) if creds.refresh_token else None,
+        expires_at=expires_at,
+        scope=" ".join(GMAIL_SCOPES),
     )
-    expiry = creds.expiry  # naive UTC, as google-auth keeps it; the model reads it as UTC
-    store.save_tokens(
-        provider_id,
-        OAuthTokens(
-            access_token=creds.token,
-            refresh_token=creds.refresh_token,
-            expires_at=expiry or (utcnow() + timedelta(minutes=55)),
-        ),
-    )
-    print(f"connected {mailbox} as provider {provider_id}")
-    return 0
+    fields: dict[str, Any] = {
+        "client_id": client_id,
+        "client_secret": SecretStr(client_secret),
+        "auth_mode": "user",
+        "project_id": args.project_id,
+        "pubsub_topic_name": args.topic,
+        "pubsub_subscription_name": args.subscription,
+    }
+    return _save_connection(args, "google", mailbox, fields, tokens)
 
 
 # ---------------------------------------------------------------------------- providers
@@ -229,7 +355,18 @@ def _cmd_providers_list(args: argparse.Namespace) -> int:
 
 def _cmd_providers_show(args: argparse.Namespace) -> int:
     store = _store(args)
-    _print_json(_provider(store, args.provider_id).public_dict())
+    data = _provider(store, args.provider_id).public_dict()
+    tokens = store.load_tokens(args.provider_id)
+    # Whether tokens are there and until when; never the tokens themselves.
+    data["tokens"] = (
+        None
+        if tokens is None
+        else {
+            "access_token_expires_at": tokens.expires_at.isoformat(),
+            "has_refresh_token": tokens.refresh_token is not None,
+        }
+    )
+    _print_json(data)
     return 0
 
 
@@ -252,7 +389,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
     if result.success:
         print(f"ok: {result.mailbox}")
         return 0
-    print(f"failed: {result.error}", file=sys.stderr)
+    detail = f" ({result.code})" if result.code else ""
+    print(
+        f"mailparity: error: connection test of {args.provider_id} failed: {result.error}{detail}",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 
@@ -300,6 +441,20 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         if ran == 0:
             break
     print(file=sys.stderr)
+    unfinished = [
+        job
+        for pid in ids
+        for job in store.list_jobs(status="pending", provider_id=pid)
+        if job.last_error
+    ] + [job for pid in ids for job in store.list_jobs(status="dead", provider_id=pid)]
+    if unfinished:
+        for job in unfinished:
+            print(
+                f"mailparity: error: {job.kind} job of {job.provider_id} not done"
+                f" ({job.status}): {job.last_error}",
+                file=sys.stderr,
+            )
+        return EXIT_FAILURE
     return 0
 
 
@@ -345,38 +500,70 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
 
 def _cmd_events_tail(args: argparse.Namespace) -> int:
+    if args.n < 0:
+        _fail("-n must be 0 (every event) or more")
     path = Path(args.events)
     if not path.exists() and not args.follow:
         _fail(f"no events file at {path}")
-    lines: list[str] = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+    lines = [line for line in lines if line.strip()]
     for line in lines[-args.n :] if args.n else lines:
         print(_event_line(line))
     if not args.follow:
         return 0
     position = path.stat().st_size if path.exists() else 0
+    pending = ""
     try:
         while True:
-            if path.exists() and path.stat().st_size > position:
-                with path.open("r", encoding="utf-8") as fh:
+            size = path.stat().st_size if path.exists() else 0
+            if size < position:  # truncated or replaced: start over
+                position, pending = 0, ""
+            if size > position:
+                with path.open("r", encoding="utf-8", errors="replace") as fh:
                     fh.seek(position)
-                    for line in fh:
-                        print(_event_line(line.rstrip("\n")), flush=True)
+                    pending += fh.read()
                     position = fh.tell()
+                # A line still being written stays pending until its newline arrives.
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    if line.strip():
+                        print(_event_line(line), flush=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
 
 
 def _event_line(line: str) -> str:
+    """One event as a readable line; what is not an event JSON object is shown as it is."""
     try:
         event = json.loads(line)
     except ValueError:
         return line
-    data = event.get("emailData") or {}
-    sender = (data.get("from") or {}).get("email", "")
+    if not isinstance(event, dict):
+        return line
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    data = event.get("emailData")
+    data = data if isinstance(data, dict) else {}
+    sender = data.get("from")
+    sender_email = text(sender.get("email")) if isinstance(sender, dict) else ""
+    if event.get("eventType") == "EMAIL_PROVIDER_AUTH_FAILED":
+        sender_email = text(event.get("mailbox"))
+        detail = text(event.get("errorCode")) or text(event.get("error"))
+    else:
+        detail = text(data.get("subject"))
+        if data.get("complete") is False:
+            detail = f"(minimal) {detail}".rstrip()
     return (
-        f"{event.get('occurredAt', '')[:19]}  {event.get('eventType', ''):<28}"
-        f" {event.get('providerId', ''):<20} {sender:<30} {data.get('subject', '')}"
+        f"{text(event.get('occurredAt'))[:19]}  {text(event.get('eventType')):<28}"
+        f" {text(event.get('providerId')):<20} {sender_email:<30} {detail}"
     )
 
 
@@ -391,17 +578,30 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(output_dir=Path(args.output), verbose=args.verbose)
+    try:
+        demo = importlib.import_module(f"{__package__}.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.demo":
+            raise
+        _fail("the demo is not part of this installation")
+    return int(demo.run_demo(output_dir=Path(args.output), verbose=args.verbose))
 
 
 # ---------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors of every subcommand end in the same ``mailparity: error:`` line (after the
+    usage), like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER_ERROR, f"mailparity: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mailparity`` command."""
-    parser = argparse.ArgumentParser(prog="mailparity", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="mailparity", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--store",
         default=os.environ.get("MAILPARITY_STORE", "mailparity.sqlite3"),
@@ -502,8 +702,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Errors print one line ``mailparity: error: ...`` to stderr, without a traceback unless
+    ``--verbose`` is given: 2 for errors of the user's making (bad arguments, missing
+    configuration, unknown provider), 1 for failures (a provider, the store), 130 on Ctrl-C."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -512,16 +720,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except UserError as exc:
-        print(f"mailparity: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (ConfigurationError, MailParityError) as exc:
-        if args.verbose:
-            raise
-        print(f"mailparity: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR if isinstance(exc, ConfigurationError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if isinstance(exc, UserError):
+            message, code = str(exc), EXIT_USER_ERROR
+        elif isinstance(exc, MailParityError):
+            # Library errors are secret-free by contract.
+            message = f"{type(exc).__name__}: {exc}"
+            code = EXIT_USER_ERROR if isinstance(exc, ConfigurationError) else EXIT_FAILURE
+        else:
+            # Only the type without --verbose: a foreign exception's text may quote a request.
+            hint = "" if args.verbose else " (run with --verbose for details)"
+            message, code = f"unexpected {type(exc).__name__}{hint}", EXIT_FAILURE
+        if args.verbose:
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        print(f"mailparity: error: {_one_line(message)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

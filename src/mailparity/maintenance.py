@@ -22,12 +22,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
 
-from .errors import AuthExpiredError, MailParityError
+from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
 from .models import GmailProviderConfig, Job, MicrosoftProviderConfig, utcnow
 from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
 from .providers import create_adapter
@@ -38,6 +38,8 @@ log = logging.getLogger("mailparity.maintenance")
 
 LAST_PUSH_META = "last_push_at"
 LAST_SYNC_META = "last_sync_at"
+#: How long a Gmail watch lives (users.watch answers with an expiration 7 days ahead).
+GMAIL_WATCH_LIFETIME = timedelta(days=7)
 
 
 @dataclass
@@ -59,11 +61,20 @@ class MaintenanceReport:
         )
 
 
+def _aware(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC: a naive datetime (a host's own store, an old row) is taken
+    as UTC, as both providers speak UTC; comparing naive with aware would raise TypeError."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        # Python 3.10's fromisoformat does not take the "Z" suffix.
+        return _aware(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except ValueError:
         return None
 
@@ -81,7 +92,10 @@ class Maintenance:
         gmail_renew_after: renew a Gmail watch this long after it was last registered (Google
             recommends daily; a watch lives 7 days).
         silence_after: a mailbox with no push and no catch-up for this long gets a sync job.
+        lock_seconds: lease of the per-provider renewal lock; longer than one renewal can take
+            (the HTTP layer gives up retrying after five minutes), so it cannot lapse mid-renewal.
         clock, sleep, adapter_factory: injectable for tests.
+        processor: the Processor that runs the jobs (one is made on first use when None).
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class Maintenance:
         graph_renew_before: timedelta = timedelta(hours=36),
         gmail_renew_after: timedelta = timedelta(days=1),
         silence_after: timedelta = timedelta(hours=6),
+        lock_seconds: float = 600.0,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         adapter_factory: Callable[..., Any] = create_adapter,
@@ -106,6 +121,7 @@ class Maintenance:
         self.graph_renew_before = graph_renew_before
         self.gmail_renew_after = gmail_renew_after
         self.silence_after = silence_after
+        self.lock_seconds = float(lock_seconds)
         self.clock = clock
         self.sleep = sleep
         self.adapter_factory = adapter_factory
@@ -149,16 +165,19 @@ class Maintenance:
                 return False  # nowhere to deliver: a push-less (sync-only) provider
             if not config.webhook_subscription_id or config.webhook_expires_at is None:
                 return True
-            return config.webhook_expires_at - now <= self.graph_renew_before
+            return _aware(config.webhook_expires_at) - now <= self.graph_renew_before
         if not config.topic_path:
             return False
         if config.watch_expiration is None:
             return True
         # A watch lives 7 days; renewing once it is older than gmail_renew_after means renewing
         # when less than (7 days - gmail_renew_after) remain.
-        return config.watch_expiration - now <= timedelta(days=7) - self.gmail_renew_after
+        remaining = _aware(config.watch_expiration) - now
+        return remaining <= GMAIL_WATCH_LIFETIME - self.gmail_renew_after
 
-    def _handle_auth_failure(self, config: AnyProviderConfig, error: AuthExpiredError) -> None:
+    def _handle_auth_failure(
+        self, config: AnyProviderConfig, error: AuthExpiredError | CredentialsMissingError
+    ) -> None:
         handler = getattr(self.processor, "handle_auth_failure", None)
         if callable(handler):
             handler(config, error)
@@ -177,43 +196,72 @@ class Maintenance:
         report = report or MaintenanceReport()
         for config in self.store.list_providers():
             pid = config.provider_id
+            fresh: AnyProviderConfig | None = None
             if not config.active or config.needs_consent or not self.needs_renewal(config):
                 report.skipped.append(pid)
                 continue
             now = self.clock()
             lock = f"renew:{pid}"
-            until = now + timedelta(minutes=5)
+            until = now + timedelta(seconds=self.lock_seconds)
             if not self.store.acquire_lock(lock, self.owner, until=until, now=now):
                 report.skipped.append(pid)  # another process is renewing it right now
                 continue
             try:
                 fresh = self.store.get_provider(pid)
-                if fresh is None or not self.needs_renewal(fresh):
-                    report.skipped.append(pid)
+                if fresh is None or not fresh.active or fresh.needs_consent:
+                    report.skipped.append(pid)  # deleted, paused or failed meanwhile
                     continue
-                adapter = self._adapter(fresh)
-                existed = (
-                    fresh.webhook_subscription_id is not None
-                    if isinstance(fresh, MicrosoftProviderConfig)
-                    else fresh.watch_expiration is not None
-                )
-                if existed:
-                    adapter.renew_webhook_subscription()
-                    report.renewed.append(pid)
-                else:
-                    adapter.register_webhook_subscription()
-                    report.created.append(pid)
-                    # A new subscription cannot tell what arrived while there was none.
-                    self.enqueue_sync(pid, "subscription created", report)
-            except AuthExpiredError as exc:
-                self._handle_auth_failure(config, exc)
+                if not self.needs_renewal(fresh, now):
+                    report.skipped.append(pid)  # renewed meanwhile by another sweep
+                    continue
+                self._renew_one(fresh, now, report)
+            except (AuthExpiredError, CredentialsMissingError) as exc:
+                self._handle_auth_failure(fresh or config, exc)
                 report.failed[pid] = str(exc)
             except MailParityError as exc:
                 log.warning("renewal of provider %s failed: %s", pid, exc)
                 report.failed[pid] = str(exc)
+            except Exception as exc:  # one broken provider must not stop the sweep
+                log.error(
+                    "renewal of provider %s failed: %s", pid, type(exc).__name__, exc_info=True
+                )
+                # Only the type: a foreign exception's text may quote a request and its token.
+                report.failed[pid] = f"unexpected error: {type(exc).__name__}"
             finally:
                 self.store.release_lock(lock, self.owner)
         return report
+
+    def _renew_one(
+        self, config: AnyProviderConfig, now: datetime, report: MaintenanceReport
+    ) -> None:
+        """Create or renew one provider's subscription / watch (the caller holds its lock), and
+        enqueue a catch-up sync whenever pushes may have been lost: a new subscription, one that
+        Graph had dropped (recreated on 404), or one that had already expired."""
+        pid = config.provider_id
+        adapter = self._adapter(config)
+        if isinstance(config, MicrosoftProviderConfig):
+            previous_id = config.webhook_subscription_id
+            expires = config.webhook_expires_at
+            existed = previous_id is not None
+        else:
+            previous_id = None
+            expires = config.watch_expiration
+            existed = expires is not None
+        if not existed:
+            adapter.register_webhook_subscription()
+            report.created.append(pid)
+            # A new subscription cannot tell what arrived while there was none.
+            self.enqueue_sync(pid, "subscription created", report)
+            return
+        subscription = adapter.renew_webhook_subscription()
+        if previous_id is not None and subscription.id not in (None, previous_id):
+            # The adapter recreated it (Graph no longer knew the old one): a gap in pushes.
+            report.created.append(pid)
+            self.enqueue_sync(pid, "subscription recreated", report)
+            return
+        report.renewed.append(pid)
+        if expires is not None and _aware(expires) <= now:
+            self.enqueue_sync(pid, "subscription had expired", report)
 
     def enqueue_sync(
         self, provider_id: str, reason: str, report: MaintenanceReport | None = None

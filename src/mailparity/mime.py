@@ -35,8 +35,12 @@ __all__ = [
     "ParsedMime",
     "attachment_name",
     "build_email_message",
+    "clean_header_text",
     "decode_bytes",
     "decode_header_value",
+    "enclosed_subject",
+    "is_inline_part",
+    "message_attachment_name",
     "message_from_mime",
     "normalize_content_id",
     "parse_address",
@@ -319,8 +323,19 @@ def decode_header_value(value: str | bytes) -> str:
     text = unfold(_as_text(value))
     if "=?" in text:
         text = _decode_encoded_words(text)
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
     # Decoded words may carry control characters (a Q-encoded CR/LF); a header value is one line.
     return "".join(" " if ch in "\r\n\t" else ch for ch in text if ch >= " " or ch in "\r\n\t")
+
+
+def clean_header_text(value: str | bytes | None) -> str:
+    """Already-decoded header text (a provider's ``subject`` property, say) in the form
+    :func:`decode_header_value` gives: unfolded, tabs and line breaks as spaces, other control
+    characters dropped, ends trimmed. Encoded-words are *not* decoded again: the text is final."""
+    return _one_line(unfold(_as_text(value)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,6 +677,57 @@ def attachment_name(
     return f"attachment-{index}.{_extension_for(content_type)}"
 
 
+#: Characters that cannot be in a file name on common systems; a subject loses them.
+_UNSAFE_FILE_CHARS = re.compile(r'[\\/:*?"<>|]')
+#: Longest file-name stem made from a subject (file systems allow 255 bytes).
+_SUBJECT_NAME_LIMIT = 150
+
+
+def message_attachment_name(subject: str | None, content_type: str, index: int) -> str:
+    """The display name of an attached message that carries no file name of its own.
+
+    ``subject`` is the enclosed message's subject, already decoded (from its ``Subject`` header,
+    or Exchange's name of an item attachment). The rule shared by every path: characters that are
+    unsafe in file names become ``_``, surrounding spaces and dots are dropped, the stem is capped
+    at 150 characters, and ``.eml`` is added for ``message/rfc822`` and ``message/global``. With
+    no usable subject: :func:`attachment_name`'s generated ``attachment-{index}.eml``.
+    """
+    stem = _UNSAFE_FILE_CHARS.sub("_", clean_header_text(subject)).strip(" .")
+    stem = _CONTROL.sub("", stem[:_SUBJECT_NAME_LIMIT]).strip(" .")
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if not stem:
+        return attachment_name(None, None, ctype, index)
+    return f"{stem}.eml" if ctype in ("message/rfc822", "message/global") else stem
+
+
+def is_inline_part(
+    *,
+    declared_inline: bool,
+    content_id: str | None,
+    html: str | None,
+    location: str | None = None,
+    related: bool = True,
+) -> bool:
+    """The one inline rule of every path (raw MIME, Gmail ``format=full``, Graph).
+
+    A part is inline when its sender said so (``Content-Disposition: inline``; on Graph, the
+    attachment's ``isInline``), or when it belongs to the message's related parts (``related``:
+    inside a ``multipart/related``; Graph does not show the structure, so there the reference
+    itself is the evidence) and the HTML body shows it, through ``cid:{content_id}`` or its
+    ``Content-Location``, whatever its disposition says. Comparisons ignore case.
+    """
+    if declared_inline:
+        return True
+    if not related or not html:
+        return False
+    lowered = html.lower()
+    cid = normalize_content_id(content_id)
+    if cid and f"cid:{cid.lower()}" in lowered:
+        return True
+    place = (location or "").strip().lower()
+    return bool(place) and place in lowered
+
+
 # --------------------------------------------------------------------------------------------
 # Raw MIME
 
@@ -963,14 +1029,9 @@ class _Walker:
 
         content_id = normalize_content_id(_header_str(part, "content-id"))
         if ctype.startswith("message/") and not (filename or name):
-            display = attachment_name(
-                None, _enclosed_subject(payload), ctype, len(self.attachments) + 1
+            display = message_attachment_name(
+                enclosed_subject(payload), ctype, len(self.attachments) + 1
             )
-            if not display.startswith("attachment-") and ctype in (
-                "message/rfc822",
-                "message/global",
-            ):
-                display = f"{display}.eml"
         else:
             if not (filename or name):
                 # MHTML and some clients name related parts only by their Content-Location.
@@ -993,20 +1054,19 @@ class _Walker:
             self.related.append((attachment, _header_str(part, "content-location").strip()))
 
     def finish_inline(self) -> None:
-        html = (self.html or "").lower()
-        if not html:
-            return
         for attachment, location in self.related:
-            if attachment.is_inline:
-                continue
-            cid = attachment.content_id
-            by_cid = bool(cid) and f"cid:{(cid or '').lower()}" in html
-            by_location = bool(location) and (location or "").lower() in html
-            if by_cid or by_location:
-                attachment.is_inline = True
+            attachment.is_inline = is_inline_part(
+                declared_inline=attachment.is_inline,
+                content_id=attachment.content_id,
+                html=self.html,
+                location=location,
+            )
 
 
-def _enclosed_subject(payload: bytes) -> str | None:
+def enclosed_subject(payload: bytes) -> str | None:
+    """The decoded ``Subject`` of an attached message's bytes (None when it has none).
+
+    Only the first 64 KiB are parsed: the headers are all that is needed."""
     if not payload:
         return None
     try:
@@ -1016,10 +1076,7 @@ def _enclosed_subject(payload: bytes) -> str | None:
         return None
     if subject is None:
         return None
-    decoded = decode_header_value(_as_text(subject))
-    # The subject becomes a file name: no path separators, bounded length.
-    decoded = re.sub(r"[\\/:*?\"<>|]", "_", decoded).strip(" .")
-    return decoded[:150] or None
+    return decode_header_value(_as_text(subject))
 
 
 def parse_mime(raw: bytes) -> ParsedMime:

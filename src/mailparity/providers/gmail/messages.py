@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.message import Message
@@ -155,13 +154,26 @@ def _children(part: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _enclosed_subject(part: Mapping[str, Any]) -> str | None:
-    """The subject of an attached message (Gmail lists the enclosed message as the child part)."""
+    """The decoded subject of an attached message with no file name.
+
+    Gmail may list the enclosed message as the part's child (its headers are the inner
+    message's); a small part may carry the message's bytes as ``data``. When it has neither (an
+    ``attachmentId`` only) the subject is unknown here, and guessing would name the attachment
+    differently from the raw path (which names it after that subject): the raw bytes decide.
+    """
     for candidate in _children(part):
         subject = _header(candidate, "Subject")
         if subject is not None:
-            decoded = re.sub(r"[\\/:*?\"<>|]", "_", mime.decode_header_value(subject)).strip(" .")
-            return decoded[:150] or None
-    return None
+            return mime.decode_header_value(subject)
+    if _children(part):
+        return None  # the enclosed message is shown and has no Subject
+    data = _part_bytes(part)
+    if data is not None:
+        return mime.enclosed_subject(data)
+    body = part.get("body")
+    if isinstance(body, Mapping) and not body.get("size") and not body.get("attachmentId"):
+        return None  # an empty part: nothing to name it after, on any path
+    raise UnrepresentableError("attached message without its headers")
 
 
 class _FullWalker:
@@ -239,12 +251,7 @@ class _FullWalker:
             size = len(_part_bytes(part) or b"")
         index = len(self.attachments) + 1
         if ctype.startswith("message/") and not (filename or name):
-            display = mime.attachment_name(None, _enclosed_subject(part), ctype, index)
-            if not display.startswith("attachment-") and ctype in (
-                "message/rfc822",
-                "message/global",
-            ):
-                display = f"{display}.eml"
+            display = mime.message_attachment_name(_enclosed_subject(part), ctype, index)
         else:
             if not (filename or name):
                 location = (_header(part, "Content-Location") or "").strip()
@@ -267,16 +274,16 @@ class _FullWalker:
             self.related.append((len(self.attachments) - 1, location))
 
     def finish_inline(self) -> None:
-        html = (self.html or "").lower()
-        if not html:
-            return
         for index, location in self.related:
             attachment = self.attachments[index]
-            if attachment.is_inline:
-                continue
-            cid = attachment.content_id
-            if (cid and f"cid:{cid.lower()}" in html) or (location and location.lower() in html):
-                self.attachments[index] = attachment.model_copy(update={"is_inline": True})
+            inline = mime.is_inline_part(
+                declared_inline=attachment.is_inline,
+                content_id=attachment.content_id,
+                html=self.html,
+                location=location,
+            )
+            if inline != attachment.is_inline:
+                self.attachments[index] = attachment.model_copy(update={"is_inline": inline})
 
 
 def received_at(

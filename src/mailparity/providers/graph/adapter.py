@@ -8,13 +8,15 @@ mailbox (``shared_mailbox=True``), reads ``/users/{mailbox}``.
 
 from __future__ import annotations
 
+import json as json_lib
 import logging
+import re
 import secrets as _secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlencode, urlparse
 
 import requests
 from pydantic import SecretStr
@@ -22,6 +24,7 @@ from pydantic import SecretStr
 from ... import mime
 from ...adapter import EmailProviderAdapter, SyncBatch
 from ...errors import (
+    AuthError,
     BadRequestError,
     ConfigurationError,
     CursorExpiredError,
@@ -32,6 +35,7 @@ from ...errors import (
     ProviderUnavailableError,
     SubscriptionError,
     ThrottledError,
+    UnauthorizedError,
 )
 from ...http import RetryPolicy
 from ...models import (
@@ -79,6 +83,8 @@ DELTA_PAGE_SIZE = 100
 MAX_DELTA_PAGES = 1000
 #: How far before the last cursor commit a restarted (410) delta looks back.
 RESYNC_MARGIN = timedelta(hours=1)
+#: Requests in one JSON $batch (Graph refuses more).
+GRAPH_BATCH_LIMIT = 20
 #: Chunk size of streamed attachment downloads.
 ATTACHMENT_CHUNK = 64 * 1024
 #: MSAL adds these itself and refuses them in ``scopes``.
@@ -94,6 +100,26 @@ WELL_KNOWN_FOLDERS = frozenset(
 )
 _META_COMMIT = "graph_delta_committed_at:"
 _GLOBAL_GRAPH = "https://graph.microsoft.com"
+
+
+_CID_REFERENCE = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
+
+
+def _html_body(data: Mapping[str, Any]) -> str | None:
+    """The message's HTML body (Graph returns one body, as stored), or None."""
+    body = data.get("body")
+    if not isinstance(body, Mapping) or str(body.get("contentType") or "").lower() != "html":
+        return None
+    content = body.get("content")
+    return content if isinstance(content, str) and content.strip() else None
+
+
+def _cid_references(html: str | None) -> set[str]:
+    """The Content-IDs the HTML refers to (``cid:`` URLs, RFC 2392: percent-decoded), lower case."""
+    if not html or "cid:" not in html.lower():
+        return set()
+    found = (mime.normalize_content_id(unquote(match)) for match in _CID_REFERENCE.findall(html))
+    return {value.lower() for value in found if value}
 
 
 def _q(value: str) -> str:
@@ -445,10 +471,13 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         path = f"/messages/{_q(message_id)}"
         params = {"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND}
         data = self._json(self._call("GET", path, params=params))
+        return self._message_from_json(message_id, data)
+
+    def _message_from_json(self, message_id: str, data: dict[str, Any]) -> EmailMessage:
         headers = graph_headers(data.get("internetMessageHeaders"))
         if not headers:
             headers = self._mime_headers(message_id)
-        attachments = self._attachments(message_id, data.get("attachments"))
+        attachments = self._attachments(message_id, data.get("attachments"), _html_body(data))
         data.setdefault("id", message_id)
         return graph_message_to_email(
             data,
@@ -460,12 +489,152 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             fallback_received_at=self.clock(),
         )
 
+    def get_messages_details(
+        self, message_ids: Sequence[str]
+    ) -> dict[str, EmailMessage | MailParityError]:
+        """Many messages through JSON ``$batch`` (at most 20 requests per batch, Graph's limit).
+
+        Each id maps to its message or to the error of its own request, exactly as
+        :meth:`get_message_details` would have raised it. Members answered 429/503/504 are sent
+        again (Graph throttles each member on its own) after the longest ``Retry-After``; members
+        answered 401 are sent again once after a token refresh. Authentication failures of the
+        batch request itself are raised (nothing can succeed without a token)."""
+        results: dict[str, EmailMessage | MailParityError] = {}
+        unique: list[str] = []
+        seen: set[str] = set()
+        for mid in message_ids:
+            if mid in seen:
+                continue
+            seen.add(mid)
+            if not isinstance(mid, str) or not mid:
+                results[str(mid)] = NotFoundError("empty message id", provider=self.provider)
+                continue
+            unique.append(mid)
+        for start in range(0, len(unique), GRAPH_BATCH_LIMIT):
+            self._batch_chunk(unique[start : start + GRAPH_BATCH_LIMIT], results)
+        return results
+
+    def _batch_chunk(
+        self, ids: list[str], results: dict[str, EmailMessage | MailParityError]
+    ) -> None:
+        query = urlencode(
+            {"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND}, safe="$,()=", quote_via=quote
+        )
+        pending = list(ids)
+        refreshed = False
+        attempt = 0
+        while pending:
+            attempt += 1
+            requests_body = [
+                {
+                    "id": str(index),
+                    "method": "GET",
+                    "url": f"{self.mailbox_root}/messages/{_q(mid)}?{query}",
+                }
+                for index, mid in enumerate(pending)
+            ]
+            try:
+                data = self._json(
+                    self._call("POST", "/$batch", json={"requests": requests_body}, absolute=True)
+                )
+            except (AuthError, ConfigurationError):
+                raise
+            except MailParityError as exc:
+                for mid in pending:
+                    results[mid] = exc
+                return
+            answers: dict[str, Mapping[str, Any]] = {}
+            for item in data.get("responses") or []:
+                if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                    answers[item["id"]] = item
+            retry_ids: list[str] = []
+            unauthorized = False
+            retry_after: float | None = None
+            for index, mid in enumerate(pending):
+                item = answers.get(str(index))
+                if item is None:
+                    results[mid] = ProviderUnavailableError(
+                        f"the $batch response has no answer for message {mid}",
+                        provider=self.provider,
+                    )
+                    continue
+                status = item.get("status")
+                body = item.get("body")
+                if status == 200 and isinstance(body, dict):
+                    try:
+                        results[mid] = self._message_from_json(mid, body)
+                    except (AuthError, ConfigurationError):
+                        raise
+                    except MailParityError as exc:
+                        results[mid] = exc
+                    continue
+                error = self._member_error(item)
+                results[mid] = error  # kept if the retries run out
+                if status == 401 and not refreshed:
+                    unauthorized = True
+                    retry_ids.append(mid)
+                elif status in (429, 503, 504):
+                    retry_ids.append(mid)
+                    if isinstance(error, ThrottledError) and error.retry_after is not None:
+                        retry_after = max(retry_after or 0.0, error.retry_after)
+            if not retry_ids:
+                return
+            if unauthorized:
+                refreshed = True
+                self.force_refresh()
+            elif attempt >= self.http.retry.max_attempts:
+                return  # the ThrottledError / ProviderUnavailableError stays recorded
+            else:
+                delay = retry_after or self.http.retry.base_delay * 2 ** (attempt - 1)
+                self.sleep(min(self.http.retry.max_delay, max(delay, 0.0)))
+            pending = retry_ids
+
+    def _member_error(self, item: Mapping[str, Any]) -> MailParityError:
+        """The exception one ``$batch`` member's error answer maps to (same as a single GET)."""
+        raw_status = item.get("status")
+        status = raw_status if isinstance(raw_status, int) else 502
+        raw_headers = item.get("headers")
+        headers = (
+            {str(k): str(v) for k, v in raw_headers.items()}
+            if isinstance(raw_headers, Mapping)
+            else {}
+        )
+        body = item.get("body")
+        if isinstance(body, (dict, list)):
+            content = json_lib.dumps(body).encode("utf-8")
+            headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            content = body.encode("utf-8")
+        else:
+            content = b""
+        response = requests.Response()
+        response.status_code = status
+        response._content = content
+        response.headers.update(headers)
+        response.encoding = "utf-8"
+        error = graph_map_error(response)
+        if status == 401 and not isinstance(error, UnauthorizedError):
+            error = UnauthorizedError(error.message, status=401, code=error.code,
+                                      provider=self.provider)
+        return error
+
     def _mime_headers(self, message_id: str) -> list[Header]:
         response = self._call("GET", f"/messages/{_q(message_id)}/$value")
         return list(mime.parse_mime(response.content).headers)
 
-    def _attachments(self, message_id: str, items: Any) -> list[Attachment]:
+    def _attachments(
+        self, message_id: str, items: Any, html: str | None = None
+    ) -> list[Attachment]:
+        """The attachments' metadata, with the shared inline rule applied.
+
+        ``contentId`` cannot be selected in the message fetch, so it costs one GET per
+        attachment: it is read for the attachments Graph marks inline and, when the HTML shows
+        ``cid:`` references no known Content-ID answers, for the other file attachments (images
+        first) until every reference is resolved. A message without ``cid:`` references and
+        without inline attachments thus stays at one GET.
+        """
         found: list[Attachment] = []
+        lookups: list[int] = []  # positions in ``found`` whose contentId Graph did not send
         if not isinstance(items, list):
             return found
         for index, item in enumerate(items, start=1):
@@ -476,13 +645,31 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                 continue
             odata_type = str(item.get("@odata.type") or "").lower()
             if (
-                attachment.is_inline
-                and attachment.content_id is None
+                attachment.content_id is None
                 and "contentId" not in item
                 and odata_type in ("", "#microsoft.graph.fileattachment")
             ):
-                attachment.content_id = self._content_id(message_id, attachment.id)
+                lookups.append(len(found))
             found.append(attachment)
+        for position in [p for p in lookups if found[p].is_inline]:
+            found[position].content_id = self._content_id(message_id, found[position].id)
+        unresolved = _cid_references(html) - {
+            item.content_id.lower() for item in found if item.content_id
+        }
+        rest = [p for p in lookups if not found[p].is_inline]
+        rest.sort(key=lambda p: not found[p].content_type.startswith("image/"))
+        for position in rest:
+            if not unresolved:
+                break
+            cid = self._content_id(message_id, found[position].id)
+            found[position].content_id = cid
+            unresolved.discard((cid or "").lower())
+        for attachment in found:
+            attachment.is_inline = mime.is_inline_part(
+                declared_inline=attachment.is_inline,
+                content_id=attachment.content_id,
+                html=html,
+            )
         return found
 
     def _content_id(self, message_id: str, attachment_id: str) -> str | None:

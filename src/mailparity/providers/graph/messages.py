@@ -158,6 +158,12 @@ def graph_attachment(item: Mapping[str, Any], index: int) -> Attachment | None:
     content_type = content_type.strip().lower()
     raw_name = item.get("name")
     name = raw_name.strip() if isinstance(raw_name, str) and raw_name.strip() else None
+    if odata_type == "#microsoft.graph.itemattachment" and not (
+        name and name.lower().endswith((".eml", ".msg"))
+    ):
+        # Exchange names an attached message after its subject ("Original: löschen?"), not as a
+        # file: the shared rule makes the file name every other path gives it.
+        name = mime.message_attachment_name(name, content_type, index)
     try:
         size = max(0, int(item.get("size") or 0))
     except (TypeError, ValueError):
@@ -204,7 +210,6 @@ def graph_message_to_email(
     sender = recipient(data.get("from")) or recipient(data.get("sender"))
     internet_id = data.get("internetMessageId")
     ids = mime.parse_msg_ids(internet_id) if isinstance(internet_id, str) else []
-    subject = data.get("subject")
     thread = data.get("conversationId")
     message = mime.build_email_message(
         id=message_id,
@@ -218,7 +223,7 @@ def graph_message_to_email(
         html=html,
         attachments=attachments,
         thread_id=thread if isinstance(thread, str) and thread else None,
-        subject=subject if isinstance(subject, str) else None,
+        subject=_subject(data, headers),
         from_=sender,
         to=recipients(data.get("toRecipients")),
         cc=recipients(data.get("ccRecipients")),
@@ -232,6 +237,16 @@ def graph_message_to_email(
             # Last resort: an HTML body whose text is empty (only images, say) still gets text.
             message.body.text = preview
     return message
+
+
+def _subject(data: Mapping[str, Any], headers: Sequence[Header]) -> str | None:
+    """None when the headers carry a Subject: the shared assembly then takes it from there, as on
+    every other path. Graph's ``subject`` property only when they have none (it can keep a folded
+    header's TAB), with its white space normalised the way a header value is."""
+    if any(header.name.lower() == "subject" for header in headers):
+        return None
+    value = data.get("subject")
+    return mime.clean_header_text(value) if isinstance(value, str) else None
 
 
 def _date_header(headers: Sequence[Header]) -> datetime | None:
