@@ -25,6 +25,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 base="${MAILPARITY_SERVICES_DIR:-$root/.services}"
 pg_dir="$base/postgres"
+if [ "$(id -u)" = 0 ] && [ -z "${MAILPARITY_SERVICES_DIR:-}" ]; then
+  # As root the cluster runs as an unprivileged user, who may not be able to reach a checkout
+  # under a private folder (mktemp -d is 0700): keep its files in a per-checkout folder of /tmp.
+  pg_dir="/tmp/mailparity-pg-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
+fi
 redis_dir="$base/redis"
 state="$base/state.env"
 
