@@ -29,6 +29,7 @@ from mailparity.webhooks import WebhookHandler, WebhookRequest
 GRAPH_HOOK = "https://hooks.bench.example/webhooks/microsoft"
 GOOGLE_HOOK = "https://hooks.bench.example/webhooks/google"
 CLIENT_STATE = "bench-client-state-value"
+BENCH_CLIENT_ID = "bench-client"
 
 
 class MovableClock:
@@ -144,9 +145,8 @@ def graph_box(
     from mailparity.providers.graph import MicrosoftGraphAdapter
 
     mailbox = f"support{index}@contoso.example"
-    # One app per mailbox: the fake refuses a second subscription of one app to the same
-    # resource text ("me/..."), even for another user.
-    client_id = f"bench-client-{index}"
+    # One app for every mailbox, as a host has: each subscription is per mailbox.
+    client_id = BENCH_CLIENT_ID
     issued = served.graph.issue_tokens(mailbox, client_id=client_id)
     config = MicrosoftProviderConfig(
         provider_id=f"ms-{index}",

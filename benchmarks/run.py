@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> str:
         print("memory ...", flush=True)
         mem = system.memory()
         print("dedupe store scale ...", flush=True)
-        dedupe = system.dedupe_scale(served, raws, [1_000, 100_000])
+        dedupe = system.dedupe_scale(served, raws, [1_000, 100_000], repeat=args.repeat)
     finally:
         served.close()
     print(f"renewal sweep over {args.providers} providers ...", flush=True)
@@ -200,7 +200,9 @@ What each row measures:
   `messages.get` per message) with no parsing or publishing. Peers fetch the same way with
   `msgraph-sdk` and with `google-api-python-client` on httplib2. Gmail pushes arrive in bursts of
   10 per mailbox over 4 mailboxes; the time the fake spends accepting mail and signing pushes is
-  taken out of every side.
+  taken out of every side. Each timed side starts right after a full garbage collection: the
+  fakes live in the same process, and a collection walking their accumulated mail would
+  otherwise land in one side only. Every Graph mailbox belongs to the same app, as in a host.
 - **Requests per message** are counted at the fake (a batch is one request; token and
   certificate endpoints are not counted).
 - **Cold start** runs fresh interpreters (interpreter start-up subtracted); the first webhook
@@ -209,7 +211,8 @@ What each row measures:
 - **Memory** runs in a subprocess that samples its own RSS every millisecond.
 - **Scale**: the renewal sweep over Graph providers in a SqliteStore (creating every
   subscription, renewing them two days later, and a sweep with nothing due), and single-worker
-  throughput with 1,000 versus 100,000 messages already recorded in the dedupe store.
+  throughput with 1,000 versus 100,000 messages already recorded in the dedupe store (fresh
+  store files, interleaved, medians).
 
 Benchmarks are not tests: nothing asserts on time; a missed goal is marked **MISSED**.
 

@@ -190,17 +190,24 @@ def renewal_sweep(providers: int) -> dict[str, float]:
         served.close()
 
 
-def dedupe_scale(served: Served, raws: list[bytes], recorded: list[int]) -> dict[int, float]:
-    """Single-worker Graph throughput with a SqliteStore already holding ``recorded`` keys."""
+def dedupe_scale(
+    served: Served, raws: list[bytes], recorded: list[int], repeat: int = 1
+) -> dict[int, float]:
+    """Single-worker Graph throughput with a SqliteStore already holding ``recorded`` keys: the
+    median of ``repeat`` interleaved runs per size, each on a fresh store file (one run per size
+    swings by about 10 %: every message commits several fsynced transactions)."""
     from throughput import graph_mailparity
 
     from mailparity.stores.sqlite import SqliteStore
 
-    out: dict[int, float] = {}
+    rates: dict[int, list[float]] = {count: [] for count in recorded}
     with tempfile.TemporaryDirectory() as tmp:
-        for count in recorded:
-            store = SqliteStore(str(Path(tmp) / f"dedupe-{count}.sqlite3"))
-            out[count] = graph_mailparity(served, raws, None, store=store, recorded=count)["rate"]
-            if hasattr(store, "close"):
-                store.close()
-    return out
+        for run in range(repeat):
+            for count in recorded:
+                store = SqliteStore(str(Path(tmp) / f"dedupe-{count}-{run}.sqlite3"))
+                rates[count].append(
+                    graph_mailparity(served, raws, None, store=store, recorded=count)["rate"]
+                )
+                if hasattr(store, "close"):
+                    store.close()
+    return {count: median(values) for count, values in rates.items()}

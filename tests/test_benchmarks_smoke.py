@@ -78,13 +78,15 @@ def test_memory_keeps_attachment_out_of_the_event() -> None:
 
 def test_renewal_sweep_one_request_per_provider() -> None:
     result = system.renewal_sweep(5)
-    assert result["create requests/provider"] == 1.0
+    # Creating a subscription first takes the folder's delta baseline: the newest-message
+    # probe and one delta page, then the POST.
+    assert result["create requests/provider"] == 3.0
     assert result["renew requests/provider"] == 1.0
     assert result["no-op requests/provider"] == 0.0
 
 
 def test_dedupe_scale_runs_with_recorded_keys(served: Any, raws: list[bytes]) -> None:
-    rates = system.dedupe_scale(served, raws[:4], [10, 1000])
+    rates = system.dedupe_scale(served, raws[:4], [10, 1000], repeat=2)
     assert set(rates) == {10, 1000}
     assert all(rate > 0 for rate in rates.values())
 
@@ -105,3 +107,13 @@ def test_graph_batch_fetch_retries_a_throttled_member(served: Any, raws: list[by
     assert [isinstance(found[mid], EmailMessage) for mid in ids] == [True, True, True]
     assert isinstance(found["AAkALgAAAAAAmissing"], NotFoundError)
     assert waits == [2.0]
+
+
+def test_every_graph_mailbox_subscribes_with_one_app(served: Any) -> None:
+    from mailparity.stores.memory import InMemoryStore
+
+    store = InMemoryStore()
+    boxes = [_env.graph_box(served, store, index) for index in (9_800, 9_801)]
+    assert {box.config.client_id for box in boxes} == {_env.BENCH_CLIENT_ID}
+    assert all(box.config.webhook_subscription_id for box in boxes)
+    assert boxes[0].config.webhook_subscription_id != boxes[1].config.webhook_subscription_id

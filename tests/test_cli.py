@@ -329,7 +329,8 @@ def test_test_command_failure_is_one_line(run: Cli, rsps: Any) -> None:
 
 
 def test_subscribe_creates_the_graph_subscription(run: Cli, rsps: Any) -> None:
-    run.add(graph_config())
+    # The folder already has its delta baseline (registering would take one first).
+    run.add(graph_config(delta_links={"inbox": f"{GRAPH}/me/mailFolders/inbox/messages/delta?d=0"}))
     rsps.post(f"{GRAPH}/subscriptions", status=201, json={
         "id": "sub-9", "expirationDateTime": "2030-01-03T22:00:00Z",
         "resource": "me/mailFolders('inbox')/messages"})

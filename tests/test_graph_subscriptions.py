@@ -36,6 +36,7 @@ from mailparity.providers.graph import MicrosoftGraphAdapter
 from mailparity.providers.graph.messages import parse_graph_datetime
 
 SUBS = f"{GRAPH}/subscriptions"
+BASELINE_LINK = f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=t0"
 
 
 @pytest.fixture
@@ -46,6 +47,9 @@ def rsps() -> Any:
 
 
 def _adapter(clock: Any, **overrides: Any) -> tuple[MicrosoftGraphAdapter, Any]:
+    # The folder already has its delta baseline (else registering takes one first; see
+    # test_graph_baseline.py), so these tests see the subscription requests only.
+    overrides.setdefault("delta_links", {"inbox": BASELINE_LINK})
     cfg = config(**overrides)
     store = store_with(cfg, tokens(clock()))
     return MicrosoftGraphAdapter(cfg, store=store, clock=clock, sleep=clock.sleep), store
@@ -89,7 +93,7 @@ def test_register_generates_and_saves_a_missing_client_state(rsps: Any, clock: A
 
 def test_short_lifetime_and_application_resource(rsps: Any, clock: Any) -> None:
     cfg = config(auth_mode="application", authority_tenant=TENANT_DIR, folder="archive",
-                 subscription_lifetime_minutes=60)
+                 subscription_lifetime_minutes=60, delta_links={"archive": BASELINE_LINK})
     store = store_with(cfg, tokens(clock()))
     rsps.post(SUBS, status=201, json=subscription())
     MicrosoftGraphAdapter(cfg, store=store, clock=clock).register_webhook_subscription()

@@ -60,7 +60,8 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
             LockStore, which makes token refresh single-flight across threads and processes).
         secrets: the host's tenant secrets (client id/secret, legacy tokens), optional.
         session: a ``requests.Session`` for every HTTP call (token endpoints included).
-        sleep, clock: injectable for tests (no real waiting).
+        sleep: injectable for tests (no real waiting).
+        clock: injectable for tests (UTC now).
         retry: the retry policy of the HTTP layer.
     """
 

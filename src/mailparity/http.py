@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import time
-from collections.abc import Callable, Mapping
+import urllib.request
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
+import requests.utils
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -54,6 +58,10 @@ __all__ = [
 log = logging.getLogger("mailparity.http")
 
 RETRY_STATUSES = frozenset({429, 503, 504})
+
+#: (environment snapshot, {origin and session settings: merged settings}), shared by every
+#: client (one adapter per mailbox); see :meth:`HttpClient._environment_settings`.
+_env_cache: tuple[object, dict[Hashable, dict[str, Any]]] = (None, {})
 
 
 class AccessTokenProvider(Protocol):
@@ -206,6 +214,85 @@ class HttpClient:
     #: Called after every attempt with (method, url, status or None); for metrics and tests.
     on_attempt: Callable[[str, str, int | None], None] | None = None
 
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: bytes | str | None,
+        headers: Mapping[str, str],
+        stream: bool,
+    ) -> requests.Response:
+        """What ``session.request(...)`` does, with the environment settings cached.
+
+        ``Session.request`` reads the proxy and CA-bundle environment variables on every call
+        (all of ``os.environ``, twice), which costs about as much as the rest of preparing the
+        request. Here the merged settings are kept per origin for as long as the environment and
+        the session's own settings are unchanged, so the result is the same. A session whose
+        ``request`` or ``merge_environment_settings`` is overridden is called as it is."""
+        session = self.session
+        kind = type(session)
+        if (
+            kind.request is not requests.Session.request
+            or kind.merge_environment_settings is not requests.Session.merge_environment_settings
+        ):
+            return session.request(
+                method, url, params=params, json=json, data=data, headers=dict(headers),
+                timeout=self.timeout, stream=stream,
+            )
+        prepared = session.prepare_request(
+            requests.Request(
+                method=method.upper(), url=url, headers=dict(headers), data=data or {},
+                json=json, params=dict(params) if params else {},
+            )
+        )
+        send_kwargs: dict[str, Any] = {"timeout": self.timeout, "allow_redirects": True}
+        send_kwargs.update(self._environment_settings(session, str(prepared.url), stream))
+        return session.send(prepared, **send_kwargs)
+
+    def _environment_settings(
+        self, session: requests.Session, url: str, stream: bool
+    ) -> dict[str, Any]:
+        """``session.merge_environment_settings(url, {}, stream, None, None)``, cached.
+
+        The proxies requests finds depend only on the environment and the URL's scheme, host and
+        port; the CA bundle only on the environment. The cache is used only where proxies come
+        from the environment alone (not the macOS / Windows system settings)."""
+        environ = getattr(os, "environ", None)
+        env_data = getattr(environ, "_data", None)
+        if not isinstance(env_data, dict) or (
+            getattr(requests.utils, "getproxies", None) is not urllib.request.getproxies_environment
+        ):
+            return dict(session.merge_environment_settings(url, {}, stream, None, None))
+        snapshot = tuple(env_data.items())
+        try:
+            parts = urlsplit(url)
+            key: Hashable = (
+                parts.scheme, parts.netloc, session.trust_env,
+                tuple(sorted(session.proxies.items())), session.verify, session.cert,
+                session.stream, stream,
+            )
+            hash(key)
+        except (TypeError, ValueError):
+            return dict(session.merge_environment_settings(url, {}, stream, None, None))
+        global _env_cache
+        cached_env, cache = _env_cache
+        if cached_env != snapshot:
+            cache = {}
+            _env_cache = (snapshot, cache)
+        settings = cache.get(key)
+        if settings is None:
+            settings = dict(session.merge_environment_settings(url, {}, stream, None, None))
+            if len(cache) < 64:
+                cache[key] = settings
+        # Copies: requests may add to the dicts it is handed.
+        out = dict(settings)
+        if isinstance(out.get("proxies"), dict):
+            out["proxies"] = dict(out["proxies"])
+        return out
+
     def _map(self, response: requests.Response) -> MailParityError:
         if self.map_error is not None:
             return self.map_error(response)
@@ -262,9 +349,9 @@ class HttpClient:
             if auth is not None:
                 merged["Authorization"] = f"Bearer {auth.get_access_token()}"
             try:
-                response = self.session.request(
+                response = self._send(
                     method, url, params=params, json=json, data=data, headers=merged,
-                    timeout=self.timeout, stream=stream,
+                    stream=stream,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if self.on_attempt:
@@ -281,9 +368,9 @@ class HttpClient:
                 response.close()
                 merged["Authorization"] = f"Bearer {auth.force_refresh()}"
                 try:
-                    response = self.session.request(
+                    response = self._send(
                         method, url, params=params, json=json, data=data, headers=merged,
-                        timeout=self.timeout, stream=stream,
+                        stream=stream,
                     )
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     raise ProviderUnavailableError(
@@ -314,19 +401,36 @@ class HttpClient:
                 return True
             return total_wait + self._wait(state) > self.retry.max_total
 
-        retrying = Retrying(
-            stop=stop_after_attempt(1) if not retry else stop,
-            wait=self._wait,
-            sleep=sleep,
-            retry=retry_if_exception(
-                lambda e: isinstance(e, _RetryableResponseError | ProviderUnavailableError)
-            ),
-            reraise=True,
-        )
+        # The first attempt runs outside tenacity: most requests succeed at once, and setting
+        # up a Retrying costs about as much as preparing the request. A failure that may be
+        # retried is replayed to tenacity as its first attempt, so what follows is unchanged.
+        first_error: _RetryableResponseError | ProviderUnavailableError | None = None
         try:
-            response: requests.Response = retrying(attempt)
-        except _RetryableResponseError as exc:
-            raise self._map(exc.response) from None
+            response: requests.Response = attempt()
+        except (_RetryableResponseError, ProviderUnavailableError) as exc:
+            first_error = exc
+        if first_error is not None:
+
+            def replay() -> requests.Response:
+                nonlocal first_error
+                if first_error is not None:
+                    error, first_error = first_error, None
+                    raise error
+                return attempt()
+
+            retrying = Retrying(
+                stop=stop_after_attempt(1) if not retry else stop,
+                wait=self._wait,
+                sleep=sleep,
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, _RetryableResponseError | ProviderUnavailableError)
+                ),
+                reraise=True,
+            )
+            try:
+                response = retrying(replay)
+            except _RetryableResponseError as exc:
+                raise self._map(exc.response) from None
         if response.status_code >= 400 and response.status_code not in allow_status:
             raise self._map(response)
         return response

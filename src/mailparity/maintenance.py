@@ -85,7 +85,8 @@ class Maintenance:
     Args:
         store: the StateStore holding providers, tokens, jobs and locks.
         publisher: the host's EventPublisher (catch-up publishes through it).
-        secrets, session: passed to the adapters.
+        secrets: passed to the adapters.
+        session: passed to the adapters.
         graph_renew_before: renew a Graph subscription that expires within this window. The
             default (36 h) is about half of the 4230-minute maximum, so an hourly or daily sweep
             renews every subscription with a day to spare.
@@ -94,7 +95,9 @@ class Maintenance:
         silence_after: a mailbox with no push and no catch-up for this long gets a sync job.
         lock_seconds: lease of the per-provider renewal lock; longer than one renewal can take
             (the HTTP layer gives up retrying after five minutes), so it cannot lapse mid-renewal.
-        clock, sleep, adapter_factory: injectable for tests.
+        clock: injectable for tests (UTC now).
+        sleep: injectable for tests (no real waiting).
+        adapter_factory: builds an adapter from a config (``create_adapter`` by default).
         processor: the Processor that runs the jobs (one is made on first use when None).
     """
 

@@ -214,10 +214,13 @@ def _strip_bom(text: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _surrogates_to_text(value: str) -> str:
     """Text parsed by :mod:`email` keeps raw 8-bit bytes as lone surrogates; decode those bytes
     (UTF-8, else windows-1252) so no surrogate ever reaches a model."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if _SURROGATE.search(value) is None:
         return value
     try:
         raw = value.encode("utf-8", "surrogateescape")
@@ -326,9 +329,16 @@ def decode_header_value(value: str | bytes) -> str:
     return _one_line(text)
 
 
+#: CR, LF and TAB become a space; every other C0 control character is dropped.
+_ONE_LINE = {code: (" " if chr(code) in "\r\n\t" else None) for code in range(0x20)}
+_C0 = re.compile("[\x00-\x1f]")
+
+
 def _one_line(text: str) -> str:
     # Decoded words may carry control characters (a Q-encoded CR/LF); a header value is one line.
-    return "".join(" " if ch in "\r\n\t" else ch for ch in text if ch >= " " or ch in "\r\n\t")
+    if _C0.search(text) is None:  # the usual case: nothing to translate
+        return text
+    return text.translate(_ONE_LINE)
 
 
 def clean_header_text(value: str | bytes | None) -> str:

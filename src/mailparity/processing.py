@@ -160,17 +160,20 @@ class Processor:
     Args:
         store: the StateStore (jobs, dedupe keys, locks, meta, providers, tokens).
         publisher: the host's EventPublisher; it must raise when an event was not accepted.
-        secrets, session: passed to the adapters.
-        clock, sleep: injectable time (tests never wait for real).
+        secrets: passed to the adapters.
+        session: passed to the adapters.
+        clock: injectable time (UTC now).
+        sleep: injectable waiting (tests never wait for real).
         adapter_factory: builds an adapter from a config (``create_adapter`` by default).
         worker_id: names this processor in job and lock records (host-pid-random by default).
         lease_seconds: how long a claimed job / dedupe key / cursor lock is held before another
             worker may take it over.
         max_attempts: failed fetches of a message before its minimal fallback event goes out.
         retry_cap: failed fetches after which a message is given up on (reported, job buried).
-        backoff_base, backoff_max: exponential backoff of retried jobs, in seconds
-            (``base * 2**n``, capped); ``backoff_max`` is also how long the jobs of a mailbox that
-            needs consent wait between checks.
+        backoff_base: exponential backoff of retried jobs, in seconds (``base * 2**n``, capped
+            at ``backoff_max``).
+        backoff_max: the cap of that backoff; also how long the jobs of a mailbox that needs
+            consent wait between checks.
         on_report: called with ``(provider_id, message_id, error)`` for messages that were given
             up on or vanished (and with ``message_id`` None for lifecycle jobs given up on).
         per_mailbox_limit: jobs of one provider that run at the same time in this processor

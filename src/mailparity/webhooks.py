@@ -217,8 +217,11 @@ def _too_large() -> WebhookResponse:
 # Helpers
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _has_control_chars(value: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value)
+    return _CONTROL_CHARS.search(value) is not None
 
 
 def _safe(value: object, limit: int = 80) -> str:
@@ -423,7 +426,8 @@ class WebhookHandler:
         google_certs_url: where Google's certificates are fetched (a test server in tests).
         google_clock_skew_seconds: the tolerance of the ``exp`` / ``iat`` checks.
         max_body_bytes: larger bodies are refused with 413 before they are parsed.
-        clock, sleep: injectable time (the handler itself never sleeps; both go to the processor).
+        clock: injectable time, passed to the processor.
+        sleep: injectable waiting (the handler itself never sleeps; it goes to the processor).
         processor: the object :meth:`run_pending` delegates to; by default a
             :class:`~mailparity.processing.Processor` created on first use.
 

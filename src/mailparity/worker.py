@@ -33,7 +33,8 @@ class Worker:
     """Run the pipeline's jobs until stopped.
 
     Args:
-        store, publisher: as for :class:`~mailparity.processing.Processor`.
+        store: as for :class:`~mailparity.processing.Processor`.
+        publisher: as for :class:`~mailparity.processing.Processor`.
         threads: jobs running at the same time.
         poll_interval: seconds to wait between polls when no job is due.
         per_mailbox_limit: jobs of one provider running at the same time.

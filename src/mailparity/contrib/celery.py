@@ -322,9 +322,11 @@ def configure(
         publisher_factory: builds this process's EventPublisher.
         secrets_factory: builds this process's SecretStore (None: no tenant secrets).
         queue: the queue of every mailparity task (and of the beat entries).
-        process_interval, maintenance_interval: seconds between the beat runs.
-        max_jobs, max_seconds: bounds of one ``process_jobs`` run (keep ``max_seconds`` well
-            under the broker's visibility timeout).
+        process_interval: seconds between the beat runs of ``process_jobs``.
+        maintenance_interval: seconds between the beat runs of ``run_maintenance``.
+        max_jobs: at most this many jobs per ``process_jobs`` run.
+        max_seconds: about this long per ``process_jobs`` run (keep it well under the broker's
+            visibility timeout).
         claim_batch: jobs claimed at a time by a run.
         notify_countdown: the default delay of :meth:`MailParityCelery.notify_new_jobs`.
         beat: also add :meth:`MailParityCelery.beat_schedule` to ``app.conf.beat_schedule``.

@@ -20,6 +20,7 @@ from ._common import (
     apply_config_changes,
     config_mailbox_key,
     config_subscription_id,
+    copy_model,
     dedupe_claim_outcome,
     lease_live,
     normalize_config,
@@ -60,6 +61,8 @@ class InMemoryStore:
         self._tokens: dict[str, OAuthTokens] = {}
         self._dedupe: dict[tuple[str, str], _DedupeRecord] = {}
         self._jobs: dict[str, Job] = {}
+        # unique_key -> ids of the stored jobs carrying it (enqueue checks it without a scan).
+        self._unique: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, datetime]] = {}
         self._meta: dict[tuple[str, str], str] = {}
 
@@ -72,25 +75,25 @@ class InMemoryStore:
     def load_tokens(self, provider_id: str) -> OAuthTokens | None:
         with self._lock:
             tokens = self._tokens.get(provider_id)
-            return None if tokens is None else tokens.model_copy(deep=True)
+            return None if tokens is None else copy_model(tokens)
 
     def save_tokens(self, provider_id: str, tokens: OAuthTokens) -> None:
         with self._lock:
-            self._tokens[provider_id] = tokens.model_copy(deep=True)
+            self._tokens[provider_id] = copy_model(tokens)
 
     # ---------------------------------------------------------------- ProviderStore
 
     def get_provider(self, provider_id: str) -> AnyConfig | None:
         with self._lock:
             config = self._providers.get(provider_id)
-            return None if config is None else config.model_copy(deep=True)
+            return None if config is None else copy_model(config)
 
     def find_provider_by_subscription(self, subscription_id: str) -> AnyConfig | None:
         with self._lock:
             for provider_id in sorted(self._providers):
                 config = self._providers[provider_id]
                 if config_subscription_id(config) == subscription_id:
-                    return config.model_copy(deep=True)
+                    return copy_model(config)
             return None
 
     def find_provider_by_mailbox(self, provider: str, mailbox: str) -> AnyConfig | None:
@@ -99,7 +102,7 @@ class InMemoryStore:
             for provider_id in sorted(self._providers):
                 config = self._providers[provider_id]
                 if config.provider == provider and config_mailbox_key(config.mailbox) == wanted:
-                    return config.model_copy(deep=True)
+                    return copy_model(config)
             return None
 
     def save_provider(self, config: AnyConfig) -> None:
@@ -110,7 +113,7 @@ class InMemoryStore:
 
     def list_providers(self) -> list[AnyConfig]:
         with self._lock:
-            return [self._providers[key].model_copy(deep=True) for key in sorted(self._providers)]
+            return [copy_model(self._providers[key]) for key in sorted(self._providers)]
 
     def update_provider(self, provider_id: str, changes: Mapping[str, Any]) -> AnyConfig:
         with self._lock:
@@ -119,7 +122,7 @@ class InMemoryStore:
                 raise KeyError(provider_id)
             updated = apply_config_changes(current, changes)
             self._providers[provider_id] = updated
-            return updated.model_copy(deep=True)
+            return copy_model(updated)
 
     def compare_and_set_history_id(
         self, provider_id: str, expected: int | None, new: int
@@ -144,7 +147,7 @@ class InMemoryStore:
             for key in [k for k in self._meta if k[0] == provider_id]:
                 del self._meta[key]
             for job_id in [j.id for j in self._jobs.values() if j.provider_id == provider_id]:
-                del self._jobs[job_id]
+                self._forget_job(job_id)
 
     # ---------------------------------------------------------------- DedupeStore
 
@@ -207,12 +210,23 @@ class InMemoryStore:
             if job.id in self._jobs:
                 return False
             if job.unique_key is not None and any(
-                other.status == "pending" and other.unique_key == job.unique_key
-                for other in self._jobs.values()
+                self._jobs[other].status == "pending"
+                for other in self._unique.get(job.unique_key, ())
             ):
                 return False
-            self._jobs[job.id] = job.model_copy(deep=True)
+            self._jobs[job.id] = copy_model(job)
+            if job.unique_key is not None:
+                self._unique.setdefault(job.unique_key, set()).add(job.id)
             return True
+
+    def _forget_job(self, job_id: str) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None and job.unique_key is not None:
+            ids = self._unique.get(job.unique_key)
+            if ids is not None:
+                ids.discard(job_id)
+                if not ids:
+                    del self._unique[job.unique_key]
 
     def claim_jobs(
         self, worker_id: str, *, limit: int, now: datetime, lease_until: datetime,
@@ -243,12 +257,12 @@ class InMemoryStore:
                 job.status = "running"
                 job.worker_id = worker_id
                 job.lease_until = to_utc(lease_until)
-                claimed.append(job.model_copy(deep=True))
+                claimed.append(copy_model(job))
             return claimed
 
     def complete_job(self, job_id: str) -> None:
         with self._lock:
-            self._jobs.pop(job_id, None)
+            self._forget_job(job_id)
 
     def retry_job(self, job_id: str, *, error: str, available_at: datetime) -> None:
         with self._lock:
@@ -284,7 +298,7 @@ class InMemoryStore:
                 and (provider_id is None or job.provider_id == provider_id)
             ]
             jobs.sort(key=lambda j: (j.available_at, j.created_at, j.id))
-            return [job.model_copy(deep=True) for job in jobs[: max(limit, 0)]]
+            return [copy_model(job) for job in jobs[: max(limit, 0)]]
 
     def count_jobs(self, *, status: str | None = None) -> int:
         with self._lock:

@@ -333,6 +333,15 @@ class FakeGraph(ProviderFake):
         self._delta_tokens: dict[str, _DeltaCursor] = {}
         self._skip_tokens: dict[str, _DeltaPage] = {}
         self._removed: dict[str, GraphSubscription] = {}
+        # Indexes, so that fakes holding thousands of mailboxes and subscriptions (the renewal
+        # sweep benchmark) answer without scanning them all on every request:
+        # lower-cased mail / id -> user id (rebuilt when ``users`` changed behind our back),
+        self._user_keys: dict[str, str] = {}
+        self._user_keys_size = 0
+        # (app, user, folder, change types) -> ids of the subscriptions created for it,
+        self._sub_keys: dict[tuple[str, str, str | None, tuple[str, ...]], set[str]] = {}
+        # and no subscription expires before this (None: unknown, scan).
+        self._next_expiry: datetime | None = None
 
     # ================================================================== setup helpers
 
@@ -377,6 +386,10 @@ class FakeGraph(ProviderFake):
                 folder = GraphFolder(self._new_id("AAMkAG", 30), display, root.id, name)
                 user.folders[folder.id] = folder
             self.users[user.id] = user
+            if self._user_keys_size == len(self.users) - 1:
+                self._user_keys.setdefault(user.id.lower(), user.id)
+                self._user_keys.setdefault(user.mail.lower(), user.id)
+                self._user_keys_size += 1
             return user
 
     def add_folder(self, mailbox: str, display_name: str, parent: str = "msgfolderroot") -> str:
@@ -404,10 +417,23 @@ class FakeGraph(ProviderFake):
         if ref in self.users:
             return self.users[ref]
         lowered = ref.lower()
-        for user in self.users.values():
-            if user.mail.lower() == lowered or user.id.lower() == lowered:
-                return user
-        return None
+        if self._user_keys_size != len(self.users):
+            self._index_users()
+        user = self.users.get(self._user_keys.get(lowered, ""))
+        if user is not None and lowered in (user.mail.lower(), user.id.lower()):
+            return user
+        if user is not None:  # the index is stale (a user was edited): rebuild, ask again
+            self._index_users()
+            user = self.users.get(self._user_keys.get(lowered, ""))
+        return user
+
+    def _index_users(self) -> None:
+        keys: dict[str, str] = {}
+        for user in reversed(list(self.users.values())):  # the first match wins, as in a scan
+            keys[user.mail.lower()] = user.id
+            keys[user.id.lower()] = user.id
+        self._user_keys = keys
+        self._user_keys_size = len(self.users)
 
     def _require_user(self, ref: str) -> GraphUser:
         user = self._find_user(ref)
@@ -568,12 +594,25 @@ class FakeGraph(ProviderFake):
     # ================================================================== notifications
 
     def _active_subscriptions(self) -> list[GraphSubscription]:
+        self._drop_expired()
+        return list(self.subscriptions.values())
+
+    def _drop_expired(self) -> None:
+        """Graph deletes subscriptions that were not renewed in time, silently."""
         now = self.now()
+        if self._next_expiry is not None and now < self._next_expiry:
+            return  # nothing can have expired yet
         for sub_id, sub in list(self.subscriptions.items()):
             if sub.expires_at <= now:
-                # Graph deletes subscriptions that were not renewed in time, silently.
                 del self.subscriptions[sub_id]
-        return list(self.subscriptions.values())
+        self._next_expiry = min(
+            (sub.expires_at for sub in self.subscriptions.values()), default=None
+        )
+
+    def _expires_at(self, sub: GraphSubscription, expires: datetime) -> None:
+        sub.expires_at = expires
+        if self._next_expiry is not None:
+            self._next_expiry = min(self._next_expiry, expires)
 
     def _matching(
         self, message: GraphMessage, change_type: str, folder_id: str
@@ -1609,7 +1648,7 @@ class FakeGraph(ProviderFake):
     def _subscriptions(
         self, request: FakeRequest, grant: _AccessToken, tail: list[str]
     ) -> HandlerResult:
-        self._active_subscriptions()
+        self._drop_expired()
         method = request.method
         if not tail:
             if method == "POST":
@@ -1646,7 +1685,7 @@ class FakeGraph(ProviderFake):
                 raise _GraphError(400, "BadRequest", "Invalid JSON in the request body.") from None
             if not isinstance(body, dict) or "expirationDateTime" not in body:
                 raise _GraphError(400, "BadRequest", "expirationDateTime is required.")
-            sub.expires_at = self._expiry(body["expirationDateTime"])
+            self._expires_at(sub, self._expiry(body["expirationDateTime"]))
             return self._ok(request, sub.to_json(with_client_state=True))
         raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
 
@@ -1699,17 +1738,20 @@ class FakeGraph(ProviderFake):
             )
         expires = self._expiry(body["expirationDateTime"])
         user_id, folder_id = self._subscription_target(grant, body["resource"])
-        for existing in self.subscriptions.values():
-            if (
-                existing.application_id == grant.client_id
-                and existing.resource.strip("/").lower() == body["resource"].strip("/").lower()
-                and existing.change_types == change_types
-            ):
-                raise _GraphError(
-                    409,
-                    "ExtensionError",
-                    f"Subscription Id {existing.id} already exists for the requested combination",
-                )
+        # One subscription per app, mailbox (and folder) and change types: the same resource
+        # text ("me/mailFolders('inbox')/messages") of another user is another combination.
+        sub_key = (grant.client_id, user_id, folder_id, tuple(change_types))
+        same = self._sub_keys.setdefault(sub_key, set())
+        for existing_id in sorted(same):
+            existing = self.subscriptions.get(existing_id)
+            if existing is None:
+                same.discard(existing_id)  # deleted or expired since
+                continue
+            raise _GraphError(
+                409,
+                "ExtensionError",
+                f"Subscription Id {existing.id} already exists for the requested combination",
+            )
         lifecycle_url = body.get("lifecycleNotificationUrl")
         if self.validator is not None:
             for url in [body["notificationUrl"], *([lifecycle_url] if lifecycle_url else [])]:
@@ -1742,6 +1784,8 @@ class FakeGraph(ProviderFake):
             tls_version=str(body.get("latestSupportedTlsVersion") or "v1_2"),
         )
         self.subscriptions[sub.id] = sub
+        same.add(sub.id)
+        self._expires_at(sub, sub.expires_at)
         payload = {
             "@odata.context": f"{self.base_url}/$metadata#subscriptions/$entity",
             **sub.to_json(with_client_state=True),

@@ -14,7 +14,7 @@ import re
 import secrets as _secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlparse
 
@@ -83,6 +83,8 @@ DELTA_PAGE_SIZE = 100
 MAX_DELTA_PAGES = 1000
 #: How far before the last cursor commit a restarted (410) delta looks back.
 RESYNC_MARGIN = timedelta(hours=1)
+#: The baseline taken at registration starts this long before "now" (clock skew with Graph).
+BASELINE_MARGIN = timedelta(minutes=5)
 #: Requests in one JSON $batch (Graph refuses more).
 GRAPH_BATCH_LIMIT = 20
 #: Chunk size of streamed attachment downloads.
@@ -120,6 +122,10 @@ def _cid_references(html: str | None) -> set[str]:
         return set()
     found = (mime.normalize_content_id(unquote(match)) for match in _CID_REFERENCE.findall(html))
     return {value.lower() for value in found if value}
+
+
+#: ``$select`` / ``$expand`` of a message GET, URL-encoded as requests encodes ``params``.
+_MESSAGE_QUERY = urlencode({"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND})
 
 
 def _q(value: str) -> str:
@@ -349,6 +355,9 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                 provider=self.provider,
             )
         client_state = self._client_state()
+        # Before the subscription exists: mail arriving between the two is in the next delta
+        # round; taken after, a message notified meanwhile could be swallowed by the baseline.
+        self._baseline_at_registration()
         if delete_previous and self.config.webhook_subscription_id:
             self._delete_remote(self.config.webhook_subscription_id, quiet=True)
         expires_at, wire = subscription_expiry(self.config, self.clock())
@@ -468,9 +477,9 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         """
         if not message_id:
             raise NotFoundError("empty message id", provider=self.provider)
-        path = f"/messages/{_q(message_id)}"
-        params = {"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND}
-        data = self._json(self._call("GET", path, params=params))
+        # The query encoded once, exactly as requests would encode these params on every call.
+        path = f"/messages/{_q(message_id)}?{_MESSAGE_QUERY}"
+        data = self._json(self._call("GET", path))
         return self._message_from_json(message_id, data)
 
     def _message_from_json(self, message_id: str, data: dict[str, Any]) -> EmailMessage:
@@ -958,6 +967,82 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         params = {**start_params, "$filter": f"receivedDateTime ge {bound}"}
         items, link = self._read_delta(start_url, params)
         return SyncBatch(self._ordered_ids(items), {folder: link}, expected=stored, full_sync=True)
+
+    def establish_delta_baseline(self) -> bool:
+        """Take and save the folder's delta starting point now, unless it already has one.
+
+        Gmail's watch fixes its history cursor at registration; this is Graph's equivalent, so
+        that a later :meth:`fetch_changes` returns every message that arrived after this call,
+        even when its notification was dropped before the first catch-up sync.
+
+        The round is bounded by ``$filter=receivedDateTime ge T`` (the one filter Graph allows
+        on message delta), so it lists a few minutes of mail, not the whole folder. The filter
+        is encoded in the delta token for good, so T must never be later than Graph's own
+        clock: T is the earlier of our clock and the newest message's ``receivedDateTime``
+        (Exchange stamps it), minus :data:`BASELINE_MARGIN`. A clock of ours running fast thus
+        cannot hide new mail. An empty folder gets an unfiltered round (it is cheap).
+
+        The deltaLink goes to ``config.delta_links`` and the commit time to the MetaStore,
+        exactly as :meth:`commit_cursor` saves them. Returns True when a baseline was saved,
+        False when the folder already had a deltaLink (or another worker saved one meanwhile).
+        """
+        folder = self.config.folder
+        fresh = self.store.get_provider(self.config.provider_id)
+        links = (
+            fresh.delta_links if isinstance(fresh, MicrosoftProviderConfig)
+            else self.config.delta_links
+        )
+        if links.get(folder):
+            return False
+        start_url, params = self._delta_start()
+        bound = self._baseline_bound()
+        if bound is not None:
+            params = {**params, "$filter": f"receivedDateTime ge {bound}"}
+        _, link = self._read_delta(start_url, params)
+        saved = self.commit_cursor(SyncBatch([], {folder: link}, expected=None, baseline=True))
+        if saved:
+            log.info("provider %s: delta baseline of %s taken", self.config.provider_id, folder)
+        return saved
+
+    def _baseline_bound(self) -> str | None:
+        """T of :meth:`establish_delta_baseline` in Graph's filter syntax; None: empty folder."""
+        data = self._json(
+            self._call(
+                "GET", f"/mailFolders/{_q(self.config.folder)}/messages",
+                params={
+                    "$top": "1", "$orderby": "receivedDateTime desc",
+                    "$select": "receivedDateTime",
+                },
+            )
+        )
+        value = data.get("value")
+        if not isinstance(value, list) or not value:
+            return None
+        bound = self.clock()
+        first = value[0]
+        newest = parse_graph_datetime(first.get("receivedDateTime")) if isinstance(
+            first, Mapping
+        ) else None
+        if newest is not None and newest < bound:
+            bound = newest
+        return (bound - BASELINE_MARGIN).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _baseline_at_registration(self) -> None:
+        """:meth:`establish_delta_baseline`, without letting a failed read block the
+        subscription: push still works, and the first catch-up sync takes the baseline then
+        (the behaviour before this existed). Auth and configuration errors are raised; the
+        subscription request would meet them anyway."""
+        try:
+            self.establish_delta_baseline()
+        except (AuthError, ConfigurationError):
+            raise
+        except MailParityError as exc:
+            log.warning(
+                "provider %s: could not take the delta baseline of %s at registration (%s);"
+                " the first catch-up sync takes it",
+                self.config.provider_id, self.config.folder, exc.code or exc.status or
+                type(exc).__name__,
+            )
 
     def commit_cursor(self, batch: SyncBatch) -> bool:
         """Save the batch's deltaLink(s) if the stored one is still what the batch started from

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 from pydantic import SecretStr
@@ -92,6 +93,9 @@ def build_msal_app(
 
     Building one fetches the authority's OpenID configuration (one GET through ``session``);
     instance discovery is off, so no request goes to a host other than ``login_base_url``.
+    Every msal request goes through ``session`` (its ``verify``, proxies and adapters apply).
+    A login host that is not one of Microsoft's (a test server on loopback, for instance) is
+    used without authority validation; msal requires ``https`` whatever the host.
     """
     import msal  # lazy: msal is heavy and only needed when a token is refreshed
 
@@ -109,12 +113,21 @@ def build_msal_app(
             )
     http = MsalHttpClient(session, timeout)
     authority = authority_url(config)
+    parsed = urlparse(authority)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ConfigurationError(
+            f"login_base_url must be an https URL (msal refuses {parsed.scheme or 'no'} scheme);"
+            " serve test fakes with serve(..., tls=True)",
+            provider="microsoft",
+        )
+    validate = parsed.hostname.lower() in _microsoft_login_hosts()
     try:
         if client_secret:
             return msal.ConfidentialClientApplication(
                 client_id,
                 client_credential=client_secret,
                 authority=authority,
+                validate_authority=validate,
                 http_client=http,
                 instance_discovery=False,
                 token_cache=msal.TokenCache(),
@@ -122,6 +135,7 @@ def build_msal_app(
         return msal.PublicClientApplication(
             client_id,
             authority=authority,
+            validate_authority=validate,
             http_client=http,
             instance_discovery=False,
             token_cache=msal.TokenCache(),
@@ -140,6 +154,13 @@ def build_msal_app(
         raise ProviderUnavailableError(
             f"authority {authority} discovery failed: {type(exc).__name__}", provider="microsoft"
         ) from None
+
+
+def _microsoft_login_hosts() -> frozenset[str]:
+    """Microsoft's sign-in hosts (every cloud), as msal knows them."""
+    from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+    return frozenset(host.lower() for host in WELL_KNOWN_AUTHORITY_HOSTS)
 
 
 def run_token_call(call: Callable[[], Any]) -> Mapping[str, Any]:
