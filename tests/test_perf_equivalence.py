@@ -8,18 +8,37 @@ replaces, including the inputs that must take the slow path.
 from __future__ import annotations
 
 import random
+import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests
 import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from mailparity import html as html_mod
+from mailparity import http as http_mod
 from mailparity import mime, webhooks
 from mailparity.errors import ProviderUnavailableError
 from mailparity.http import HttpClient
-from mailparity.models import Job, MicrosoftProviderConfig
+from mailparity.models import (
+    EVENT_NAMESPACE,
+    EmailBody,
+    EmailMessage,
+    Header,
+    InboundEmailReceived,
+    Job,
+    MicrosoftProviderConfig,
+    event_id_for,
+)
+from mailparity.processing import Processor
+from mailparity.providers.graph import adapter as graph_adapter
+from mailparity.providers.graph import messages as graph_messages
+from mailparity.publishers import InMemoryPublisher
 from mailparity.stores._common import copy_model
 from mailparity.stores.memory import InMemoryStore
 from mailparity.testing.fake_graph import FakeGraph
@@ -289,3 +308,367 @@ def test_user_lookup_index(clock: Any) -> None:
                       display_name="direct")
     fake.users[extra.id] = extra
     assert fake.user("Direct@contoso.example") is extra
+
+
+# ---------------------------------------------------------------------- prepared URLs
+
+_GRAPH_QUERY = graph_adapter._MESSAGE_QUERY
+
+
+def _prepared_both_ways(
+    url: str, session: requests.Session | None = None
+) -> tuple[requests.PreparedRequest | None, requests.PreparedRequest]:
+    session = session or requests.Session()
+    headers = {"Authorization": "Bearer t", "Prefer": 'IdType="ImmutableId"'}
+    fast = HttpClient._prepare_with_query(
+        session, "get", url, headers=headers, data=None, json=None, params=None
+    )
+    plain = session.prepare_request(
+        requests.Request(method="GET", url=url, headers=dict(headers), data={}, params={})
+    )
+    return fast, plain
+
+
+def _same_request(fast: requests.PreparedRequest, plain: requests.PreparedRequest) -> None:
+    assert fast.url == plain.url
+    assert fast.method == plain.method
+    assert dict(fast.headers) == dict(plain.headers)
+    assert fast.body == plain.body
+
+
+def test_graph_fetch_url_is_prepared_without_renormalizing_its_query() -> None:
+    url = f"https://graph.example/v1.0/users/a%40contoso.example/messages/AAMk-_=?{_GRAPH_QUERY}"
+    session = requests.Session()
+    # A cookie scoped to the path: the cookie header must come out the same with the query gone.
+    session.cookies.set("route", "r1", domain="graph.example", path="/v1.0/users")
+    fast, plain = _prepared_both_ways(url, session)
+    assert fast is not None  # the fast path was taken
+    _same_request(fast, plain)
+    assert plain.headers["Cookie"] == "route=r1"
+    assert fast.url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://graph.example/v1.0/me/messages/x?$select=a b",  # space: requests encodes it
+        "https://graph.example/v1.0/me/messages/x?a=%7e",  # lower-case escape: rewritten
+        "https://graph.example/v1.0/me/messages/x?a=%41",  # escaped unreserved: decoded
+        "https://graph.example/v1.0/me/messages/x?a=ü",  # non-ASCII
+        "https://graph.example/v1.0/me/messages/x?a=%zz",  # broken escape
+        "https://GRAPH.example/v1.0/me/messages/x?a=1",  # host rewritten: not canonical
+        "https://graph.example/v1.0/me/messages/ü?a=1",  # path rewritten
+        "https://graph.example/v1.0/me/messages/x?a=1#frag",  # fragment
+        "https://graph.example/v1.0/me/../messages/x?a=1",  # dot segments
+        "https://graph.example?a=1",  # empty path becomes "/"
+        "https://graph.example/v1.0/me/messages/x?",  # empty query
+        "https://graph.example/v1.0/me/messages/x",  # no query
+    ],
+)
+def test_urls_requests_would_rewrite_take_the_usual_path(url: str) -> None:
+    fast, plain = _prepared_both_ways(url)
+    if fast is not None:
+        _same_request(fast, plain)
+    if url.endswith(("a b", "%7e", "%41", "a=ü", "%zz")):
+        assert fast is None
+
+
+def test_params_or_a_session_auth_take_the_usual_path() -> None:
+    url = f"https://graph.example/v1.0/me/messages/x?{_GRAPH_QUERY}"
+    session = requests.Session()
+    fast = HttpClient._prepare_with_query(
+        session, "GET", url, headers={}, data=None, json=None, params={"a": "1"}
+    )
+    assert fast is None
+    session.auth = ("user", "pass")  # an auth may sign the full URL
+    fast = HttpClient._prepare_with_query(
+        session, "GET", url, headers={}, data=None, json=None, params=None
+    )
+    assert fast is None
+
+
+#: URL pieces, escapes included (valid, lower-case, of unreserved and reserved characters).
+_URL_PIECES = [*"abcXYZ019-._~%/?#=&+$!*'(),;:@[] \u00fc\x7f", "%2F", "%41", "%e9", "%25"]
+
+
+def test_fast_prepared_url_equals_requests_on_random_urls() -> None:
+    rng = random.Random(11)
+    fast_taken = refused = 0
+    for _ in range(3000):
+        path = "".join(rng.choice(_URL_PIECES) for _ in range(rng.randint(0, 12)))
+        # Mostly characters requests keeps, so that the fast path is exercised often.
+        safe = _URL_PIECES[:20] if rng.random() < 0.6 else _URL_PIECES
+        query = "".join(rng.choice(safe) for _ in range(rng.randint(1, 16)))
+        url = f"http://h.example/{path}?{query}"
+        try:
+            fast, plain = _prepared_both_ways(url)
+        except (requests.RequestException, ValueError, UnicodeError) as exc:
+            # The fast path may refuse a URL only where requests refuses it too.
+            with pytest.raises(type(exc)):
+                requests.Session().prepare_request(requests.Request("GET", url))
+            refused += 1
+            continue
+        if fast is not None:
+            fast_taken += 1
+            _same_request(fast, plain)
+    assert fast_taken > 200, (fast_taken, refused)
+
+
+def test_graph_client_sends_the_same_url_as_before() -> None:
+    client = HttpClient(session=requests.Session())
+    url = f"https://graph.example/v1.0/me/messages/AAMk?{_GRAPH_QUERY}"
+    with responses.RequestsMock() as mock:
+        mock.get(url, json={"id": "AAMk"})
+        response = client.request("GET", url, headers={"Authorization": "Bearer t"})
+        assert response.json() == {"id": "AAMk"}
+        assert mock.calls[0].request.url == url
+        assert mock.calls[0].request.headers["Authorization"] == "Bearer t"
+
+
+# ---------------------------------------------------------------------- header values
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain", "  padded  ", "", "Zoë Åkesson <z@example.com>", "=?utf-8?q?R=C3=A9?= x",
+        "a\r\n b", "tab\there", "nbsp\u00a0inside", "ctl\x01char", "del\x7fchar",
+        "surrogate \udce9", "line\u2028sep", "=?", "trailing\u3000", b"bytes \xe9",
+    ],
+)
+def test_header_value_fast_path_matches_the_full_decoder(value: str | bytes) -> None:
+    assert mime.decode_header_value(value) == mime._decode_header_value_full(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_header_value_fast_path_matches_the_full_decoder_on_random_text(value: str) -> None:
+    assert mime.decode_header_value(value) == mime._decode_header_value_full(value)
+
+
+# ---------------------------------------------------------------------- event ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30).filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t)),
+       st.text(max_size=30).filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t)),
+       st.booleans())
+def test_event_id_equals_uuid5(provider_id: str, message_id: str, complete: bool) -> None:
+    kind = "complete" if complete else "minimal"
+    expected = uuid.uuid5(EVENT_NAMESPACE, f"{provider_id}\x00{message_id}\x00{kind}")
+    assert event_id_for(provider_id, message_id, complete=complete) == str(expected)
+
+
+# ---------------------------------------------------------------------- processing
+
+
+class _NoMark:
+    def mark_message_processed(self, message_id: str) -> None:
+        return None
+
+
+def _message(complete: bool) -> EmailMessage:
+    return EmailMessage(
+        id="m1", provider="microsoft", provider_id="ms-1", tenant="t",
+        mailbox="a@contoso.example", received_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        body=EmailBody(text="hi"), complete=complete,
+    )
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_published_event_is_complete_and_the_fetched_message_untouched(complete: bool) -> None:
+    store = InMemoryStore()
+    store.save_provider(_config())
+    publisher = InMemoryPublisher()
+    processor = Processor(store, publisher)
+    message = _message(complete)
+    result = processor.process_message(
+        _NoMark(), _config(), "m1", prefetched=message  # type: ignore[arg-type]
+    )
+    assert result.status == "published"
+    (event,) = publisher.events
+    assert isinstance(event, InboundEmailReceived)
+    assert event.email_data.complete is True
+    assert event.email_data == message.model_copy(update={"complete": True})
+    assert event.event_id == event_id_for("ms-1", "m1", complete=True)
+    assert message.complete is complete  # the caller's message is never changed
+
+
+def test_dedupe_owners_are_unique_per_attempt_and_per_processor() -> None:
+    store = InMemoryStore()
+    first = Processor(store, InMemoryPublisher(), worker_id="w")
+    second = Processor(store, InMemoryPublisher(), worker_id="w")  # same id, other process
+    owners: list[str] = []
+
+    def take(processor: Processor) -> None:
+        for _ in range(500):
+            owners.append(processor._owner())
+
+    threads = [threading.Thread(target=take, args=(p,)) for p in (first, first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(owners) == 1500
+    assert len(set(owners)) == 1500
+    assert all(owner.startswith("w:") for owner in owners)
+
+
+# ---------------------------------------------------------------------- copies, more shapes
+
+
+class _Extra(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tags: list[str] = []
+    nested: dict[str, list[int]] = {}
+    _cache: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+
+
+def test_copy_model_keeps_extra_private_and_fields_set_apart() -> None:
+    model = _Extra(tags=["a"], nested={"k": [1]}, more=[{"x": 1}])  # type: ignore[call-arg]
+    model._cache["c"] = ["v"]
+    clone = copy_model(model)
+    reference = model.model_copy(deep=True)
+    assert clone == reference
+    assert clone.model_fields_set == reference.model_fields_set
+    assert clone.__pydantic_extra__ == reference.__pydantic_extra__
+    assert clone._cache == {"c": ["v"]}
+    clone.tags.append("b")
+    clone.nested["k"].append(2)
+    assert clone.__pydantic_extra__ is not None
+    clone.__pydantic_extra__["more"][0]["x"] = 2
+    clone._cache["c"].append("w")
+    clone.model_fields_set.add("zzz")
+    assert model.tags == ["a"]
+    assert model.nested == {"k": [1]}
+    assert model.__pydantic_extra__ == {"more": [{"x": 1}]}
+    assert model._cache == {"c": ["v"]}
+    assert "zzz" not in model.model_fields_set
+
+
+def test_copy_model_copies_a_list_of_str_subclass_items_like_before() -> None:
+    class Tag(str):
+        pass
+
+    model = _Extra(tags=[Tag("a"), "b"])
+    clone = copy_model(model)
+    assert clone == model.model_copy(deep=True)
+    assert clone.tags is not model.tags
+
+
+# ---------------------------------------------------------------------- Graph header lists
+
+
+class _Name(str):
+    pass
+
+
+def test_graph_headers_validated_at_once_equal_one_header_at_a_time() -> None:
+    items: list[Any] = [
+        {"name": "Subject", "value": "=?utf-8?q?R=C3=A9?= plain"},
+        {"name": "To", "value": " a@contoso.example "},
+        {"name": _Name("X-Sub"), "value": "folded\r\n value"},
+        {"name": "X-None", "value": None},  # no value: an empty one
+        {"name": "", "value": "dropped"},
+        {"value": "no name"},
+        "not an object",
+        {"name": "X-Ctl", "value": "a\x01b"},
+    ]
+    expected = [
+        Header(
+            name=item["name"],
+            value=mime.decode_header_value(item["value"] if isinstance(item["value"], str) else ""),
+        )
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]
+    ]
+    got = graph_messages.graph_headers(items)
+    assert got == expected
+    assert [h.model_fields_set for h in got] == [h.model_fields_set for h in expected]
+    pairs = zip(got, expected, strict=True)
+    assert all(type(h) is Header and type(h.name) is type(e.name) for h, e in pairs)
+    assert graph_messages.graph_headers([]) == []
+    assert graph_messages.graph_headers(None) == []
+    assert graph_messages.graph_headers([{"name": "", "value": "x"}]) == []
+
+
+# ---------------------------------------------------------------------- plain sessions
+
+
+def _plain_both_ways(
+    session: requests.Session, headers: dict[str, Any], data: Any = None, json: Any = None
+) -> tuple[requests.PreparedRequest | None, requests.PreparedRequest]:
+    url = "https://graph.example/v1.0/me/messages/AAMk="
+    fast = http_mod._prepare_plain(session, "post", url, headers=headers, data=data, json=json)
+    plain = session.prepare_request(
+        requests.Request(method="POST", url=url, headers=dict(headers), data=data or {},
+                         json=json, params={})
+    )
+    return fast, plain
+
+
+def _same_prepared(fast: requests.PreparedRequest, plain: requests.PreparedRequest) -> None:
+    assert (fast.method, fast.url, fast.body) == (plain.method, plain.url, plain.body)
+    assert list(fast.headers.items()) == list(plain.headers.items())  # names, case and order
+    assert fast.hooks == plain.hooks
+    assert type(fast._cookies) is type(plain._cookies)  # type: ignore[attr-defined]
+    assert len(fast._cookies) == len(plain._cookies) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "json"),
+    [
+        ({"Authorization": "Bearer t", "Prefer": 'IdType="ImmutableId"'}, None, None),
+        ({"accept": "text/plain", "USER-AGENT": "mine"}, None, {"isRead": True}),  # overrides
+        ({"Accept-Encoding": None, "X-A": "1"}, b"raw bytes", None),  # None drops a header
+        ({}, "text body", None),
+    ],
+)
+def test_plain_session_is_prepared_as_requests_does(
+    headers: dict[str, Any], data: Any, json: Any, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no netrc file there
+    monkeypatch.delenv("NETRC", raising=False)
+    session = requests.Session()
+    session.headers["X-Session"] = "s"
+    fast, plain = _plain_both_ways(session, headers, data, json)
+    assert fast is not None
+    _same_prepared(fast, plain)
+
+
+def test_sessions_with_state_are_prepared_by_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    headers = {"Authorization": "Bearer t"}
+    changes: list[Any] = [
+        lambda s: s.cookies.set("c", "1", domain="graph.example"),
+        lambda s: setattr(s, "auth", ("u", "p")),
+        lambda s: s.params.update({"a": "1"}),
+        lambda s: s.hooks["response"].append(lambda r, *a, **k: r),
+    ]
+    for change in changes:
+        session = requests.Session()
+        change(session)
+        fast, _ = _plain_both_ways(session, headers)
+        assert fast is None
+    # A netrc file: requests may take credentials from it.
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine graph.example login u password p\n")
+    session = requests.Session()
+    fast, plain = _plain_both_ways(session, headers)
+    assert fast is None
+    assert plain.headers["Authorization"].startswith("Basic ")  # why it must be requests' way
+    netrc.unlink()
+    monkeypatch.setenv("NETRC", str(tmp_path / "elsewhere"))
+    fast, plain = _plain_both_ways(session, headers)
+    assert fast is not None
+    _same_prepared(fast, plain)
+    session.trust_env = False  # netrc is not read at all then
+    (tmp_path / "elsewhere").write_text("machine graph.example login u password p\n")
+    fast, plain = _plain_both_ways(session, headers)
+    assert fast is not None
+    _same_prepared(fast, plain)

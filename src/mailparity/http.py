@@ -15,6 +15,7 @@ Every call of the library (Graph, Gmail, token endpoints) goes through :class:`H
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -27,6 +28,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import requests.cookies
+import requests.hooks
+import requests.structures
 import requests.utils
 from tenacity import (
     RetryCallState,
@@ -62,6 +66,70 @@ RETRY_STATUSES = frozenset({429, 503, 504})
 #: (environment snapshot, {origin and session settings: merged settings}), shared by every
 #: client (one adapter per mailbox); see :meth:`HttpClient._environment_settings`.
 _env_cache: tuple[object, dict[Hashable, dict[str, Any]]] = (None, {})
+
+_QUERY_PROBE = "http://query.invalid/?"
+
+
+def _netrc_locations() -> tuple[str, ...]:
+    """The files ``requests.utils.get_netrc_auth`` looks for (they depend on the environment)."""
+    netrc_file = os.environ.get("NETRC")
+    names = (netrc_file,) if netrc_file is not None else tuple(
+        f"~/{name}" for name in requests.utils.NETRC_FILES
+    )
+    return _expand_users(names, os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=16)
+def _expand_users(names: tuple[str, ...], home: str | None) -> tuple[str, ...]:
+    # ``home`` is part of the key: expanduser reads $HOME.
+    return tuple(os.path.expanduser(name) for name in names)
+
+
+def _prepare_plain(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    data: bytes | str | None,
+    json: Any,
+) -> requests.PreparedRequest | None:
+    """``session.prepare_request`` for a session in its plain state: no cookies, no session
+    ``auth``, ``params`` or hooks, no netrc file. requests then merges nothing but the headers,
+    and its generic merging (protocol checks on every setting, two cookie jars, the netrc search)
+    costs more than the preparing itself. None when the session is not in that state."""
+    if (
+        session.auth is not None
+        or session.params
+        or len(session.cookies)
+        or session.hooks != {"response": []}
+        or type(session.headers) is not requests.structures.CaseInsensitiveDict
+    ):
+        return None
+    if session.trust_env and any(os.path.exists(path) for path in _netrc_locations()):
+        return None  # requests would read credentials from it
+    merged = requests.structures.CaseInsensitiveDict(session.headers)
+    merged.update(headers)
+    for key in [key for key, value in merged.items() if value is None]:
+        del merged[key]  # requests drops headers set to None
+    prepared = requests.PreparedRequest()
+    prepared.prepare(
+        method=method.upper(), url=url, files=[], data=data or {}, json=json, headers=merged,
+        params={}, auth=None, cookies=requests.cookies.RequestsCookieJar(),
+        hooks=requests.hooks.default_hooks(),
+    )
+    return prepared
+
+
+@functools.lru_cache(maxsize=256)
+def _query_kept(query: str) -> bool:
+    """Whether requests prepares a URL with this query string without changing the query."""
+    probe = requests.PreparedRequest()
+    try:
+        probe.prepare_url(_QUERY_PROBE + query, None)
+    except (requests.RequestException, ValueError, UnicodeError):
+        return False
+    return probe.url == _QUERY_PROBE + query
 
 
 class AccessTokenProvider(Protocol):
@@ -242,15 +310,63 @@ class HttpClient:
                 method, url, params=params, json=json, data=data, headers=dict(headers),
                 timeout=self.timeout, stream=stream,
             )
-        prepared = session.prepare_request(
-            requests.Request(
-                method=method.upper(), url=url, headers=dict(headers), data=data or {},
-                json=json, params=dict(params) if params else {},
-            )
+        prepared = self._prepare_with_query(
+            session, method, url, headers=headers, data=data, json=json, params=params
         )
+        if prepared is None:
+            prepared = session.prepare_request(
+                requests.Request(
+                    method=method.upper(), url=url, headers=dict(headers), data=data or {},
+                    json=json, params=dict(params) if params else {},
+                )
+            )
         send_kwargs: dict[str, Any] = {"timeout": self.timeout, "allow_redirects": True}
         send_kwargs.update(self._environment_settings(session, str(prepared.url), stream))
         return session.send(prepared, **send_kwargs)
+
+    @staticmethod
+    def _prepare_with_query(
+        session: requests.Session,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | str | None,
+        json: Any,
+        params: Mapping[str, Any] | None,
+    ) -> requests.PreparedRequest | None:
+        """``session.prepare_request(...)`` for a URL that carries an already-encoded query (a
+        Graph fetch's long ``$select``), without normalizing that query again on every call.
+
+        requests normalizes a URL component by component; its query, character by character
+        in Python, is most of the cost of preparing a request. When the query is one that
+        requests leaves unchanged (checked once per distinct query) and the rest of the URL is
+        also left unchanged, the prepared URL is the URL itself: the request is prepared without
+        the query (cookies, netrc and URL credentials depend only on scheme, host and path) and
+        the query put back. None: prepare the usual way (params given, a session ``auth`` that
+        may sign the full URL, a fragment, or anything requests would rewrite)."""
+        if (
+            params
+            or session.auth is not None
+            or not url.startswith(("https://", "http://"))
+            or "#" in url
+        ):
+            return None
+        base, _, query = url.partition("?")
+        if not query or not _query_kept(query):
+            return None
+        prepared = _prepare_plain(session, method, base, headers=headers, data=data, json=json)
+        if prepared is None:
+            prepared = session.prepare_request(
+                requests.Request(
+                    method=method.upper(), url=base, headers=dict(headers), data=data or {},
+                    json=json, params={},
+                )
+            )
+        if prepared.url != base:
+            return None  # requests rewrites this URL: let it do so with the query in place
+        prepared.url = url
+        return prepared
 
     def _environment_settings(
         self, session: requests.Session, url: str, stream: bool

@@ -323,6 +323,17 @@ def _decode_encoded_words(text: str) -> str:
 def decode_header_value(value: str | bytes) -> str:
     """Unfold and decode RFC 2047 encoded-words (B and Q, any charset, adjacent words joined per
     RFC 2047 section 6.2); raw 8-bit bytes are decoded as UTF-8, falling back to windows-1252."""
+    if type(value) is str and "=?" not in value and value.isprintable():
+        # The usual header (To, Date, Message-ID, a plain Subject): one line of printable text.
+        # It has no line break to unfold, no surrogate, no control character and no
+        # encoded-word, so the full path would only trim it. Same result, a fraction of the cost.
+        return value.strip()
+    return _decode_header_value_full(value)
+
+
+def _decode_header_value_full(value: str | bytes) -> str:
+    """:func:`decode_header_value` without its fast path (also the reference the tests compare
+    the fast path with)."""
     text = unfold(_as_text(value))
     if "=?" in text:
         text = _decode_encoded_words(text)
@@ -1141,11 +1152,6 @@ def parse_mime(raw: bytes) -> ParsedMime:
 # EmailMessage assembly
 
 
-def _values(headers: Sequence[Header], name: str) -> list[str]:
-    wanted = name.lower()
-    return [item.value for item in headers if item.name.lower() == wanted]
-
-
 def build_email_message(
     *,
     id: str,
@@ -1180,32 +1186,37 @@ def build_email_message(
     header_list = [
         item if isinstance(item, Header) else Header.model_validate(item) for item in headers
     ]
-    address_source = list(raw_headers) if raw_headers else header_list
+    # Each header's name lower-cased once: every field below looks headers up by name.
+    named = [(item.name.lower(), item.value) for item in header_list]
+    address_named = (
+        [(item.name.lower(), item.value) for item in raw_headers] if raw_headers else named
+    )
+
+    def values(source: list[tuple[str, str]], name: str) -> list[str]:
+        return [value for key, value in source if key == name]
 
     def addresses(name: str) -> list[EmailAddress]:
         found: list[EmailAddress] = []
-        for value in _values(address_source, name):
+        for value in values(address_named, name):
             found.extend(parse_address_list(value))
         return found
 
     if subject is None:
-        subjects = _values(header_list, "subject")
+        subjects = values(named, "subject")
         subject = decode_header_value(subjects[0]) if subjects else ""
     if from_ is None:
-        senders = _values(address_source, "from")
+        senders = values(address_named, "from")
         from_ = (parse_address(senders[0]) if senders else None) or EmailAddress(email="")
     if message_id is None:
-        ids = [mid for value in _values(header_list, "message-id") for mid in parse_msg_ids(value)]
+        ids = [mid for value in values(named, "message-id") for mid in parse_msg_ids(value)]
         message_id = ids[0] if ids else None
     else:
         ids = parse_msg_ids(message_id)
         message_id = ids[0] if ids else None
     in_reply_to_ids = [
-        mid for value in _values(header_list, "in-reply-to") for mid in parse_msg_ids(value)
+        mid for value in values(named, "in-reply-to") for mid in parse_msg_ids(value)
     ]
-    references = [
-        mid for value in _values(header_list, "references") for mid in parse_msg_ids(value)
-    ]
+    references = [mid for value in values(named, "references") for mid in parse_msg_ids(value)]
 
     body_text = text if text is not None else ""
     if html and not body_text.strip():

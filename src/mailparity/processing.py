@@ -29,6 +29,7 @@ paused or waiting for consent (its jobs wait). A terminal auth failure marks the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -234,6 +235,9 @@ class Processor:
         self._adapters_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
+        self._owner_prefix = uuid.uuid4().hex[:12] + "-"
+        # next() on itertools.count is atomic under the GIL: safe from the worker threads.
+        self._owner_seq = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"Processor(worker_id={self.worker_id!r})"
@@ -355,8 +359,10 @@ class Processor:
         return now + timedelta(seconds=self.lease_seconds)
 
     def _owner(self) -> str:
-        # Unique per attempt: two threads of this processor must not share a dedupe claim.
-        return f"{self.worker_id}:{uuid.uuid4().hex[:12]}"
+        # Unique per attempt: two threads of this processor must not share a dedupe claim. A
+        # random part per processor (two processes may be given the same worker_id) and a
+        # counter per attempt: as unique as a fresh uuid4 each time, without the system call.
+        return f"{self.worker_id}:{self._owner_prefix}{next(self._owner_seq):x}"
 
     def _backoff(self, failures: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2.0 ** min(max(failures, 0), 40)))
@@ -499,8 +505,10 @@ class Processor:
                     return MessageResult("duplicate")
                 held.append(mid_key)
 
+            # A fetched message is complete already (the copy is for one that is not).
             event = InboundEmailReceived.for_message(
-                message.model_copy(update={"complete": True}), occurred_at=self.clock()
+                message if message.complete else message.model_copy(update={"complete": True}),
+                occurred_at=self.clock(),
             )
             try:
                 self.publisher.publish(event)

@@ -722,9 +722,9 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
     def mark_message_processed(self, message_id: str) -> None:
         """Apply ``config.processed_strategy``: none, mark_read, category or move."""
         strategy = self.config.processed_strategy
-        path = f"/messages/{_q(message_id)}"
         if strategy == "none":
             return
+        path = f"/messages/{_q(message_id)}"
         if strategy == "mark_read":
             self._call("PATCH", path, json={"isRead": True})
         elif strategy == "category":

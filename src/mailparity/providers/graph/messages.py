@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from ... import mime
 from ...models import Attachment, EmailAddress, EmailMessage, Header
 
@@ -128,11 +130,17 @@ def recipients(value: Any) -> list[EmailAddress] | None:
     return [item for item in found if item is not None]
 
 
+#: Validates a whole header list in one call (the same validation as ``Header(...)`` per item,
+#: without a Python-level constructor call for each of a message's headers).
+_HEADER_LIST: TypeAdapter[list[Header]] = TypeAdapter(list[Header])
+
+
 def graph_headers(value: Any) -> list[Header]:
     """``internetMessageHeaders`` as Headers (values unfolded and encoded-words decoded)."""
-    headers: list[Header] = []
     if not isinstance(value, list):
-        return headers
+        return []
+    decode = mime.decode_header_value
+    fields: list[dict[str, str]] = []
     for item in value:
         if not isinstance(item, Mapping):
             continue
@@ -140,10 +148,8 @@ def graph_headers(value: Any) -> list[Header]:
         raw = item.get("value")
         if not isinstance(name, str) or not name:
             continue
-        headers.append(
-            Header(name=name, value=mime.decode_header_value(raw if isinstance(raw, str) else ""))
-        )
-    return headers
+        fields.append({"name": name, "value": decode(raw if isinstance(raw, str) else "")})
+    return _HEADER_LIST.validate_python(fields) if fields else []
 
 
 def graph_attachment(item: Mapping[str, Any], index: int) -> Attachment | None:
