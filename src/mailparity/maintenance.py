@@ -164,6 +164,8 @@ class Maintenance:
         """True when the provider's subscription or watch must be created or renewed now."""
         now = now or self.clock()
         if isinstance(config, MicrosoftProviderConfig):
+            if config.shared_mailbox and config.auth_mode == "delegated":
+                return False  # Graph never notifies for these: served by the catch-up sync
             if not config.webhook_notification_url:
                 return False  # nowhere to deliver: a push-less (sync-only) provider
             if not config.webhook_subscription_id or config.webhook_expires_at is None:

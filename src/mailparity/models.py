@@ -308,6 +308,10 @@ class MicrosoftProviderConfig(_ProviderConfigBase):
     authority_tenant: str = "common"
     auth_mode: Literal["delegated", "application"] = "delegated"
     folder: str = "inbox"
+    #: Delegated mode only: ``mailbox`` is not the signed-in user's own (a shared or delegated
+    #: mailbox read through ``/users/{mailbox}``). Graph does not deliver change notifications
+    #: for such mailboxes with delegated tokens, so they are served by the catch-up sync.
+    shared_mailbox: bool = False
     webhook_notification_url: str | None = None
     #: Where Graph sends lifecycle notifications; defaults to the notification URL.
     webhook_lifecycle_url: str | None = None

@@ -165,7 +165,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         clock: Callable[[], datetime] = utcnow,
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
-        shared_mailbox: bool = False,
+        shared_mailbox: bool | None = None,
     ) -> None:
         if not isinstance(config, MicrosoftProviderConfig):
             raise ConfigurationError("MicrosoftGraphAdapter needs a MicrosoftProviderConfig")
@@ -173,7 +173,9 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             config, store=store, secrets=secrets, session=session, sleep=sleep, clock=clock,
             retry=retry, timeout=timeout,
         )
-        self.shared_mailbox = shared_mailbox
+        self.shared_mailbox = (
+            config.shared_mailbox if shared_mailbox is None else shared_mailbox
+        )
         self.http.headers = {"Prefer": IMMUTABLE_ID_PREFER}
         self.http.map_error = graph_map_error
         self._msal_app: Any = None
