@@ -23,6 +23,8 @@ from requests.structures import CaseInsensitiveDict
 if TYPE_CHECKING:
     import responses
 
+    from ..models import OAuthTokens
+
 __all__ = [
     "Delivery",
     "FakeRequest",
@@ -195,6 +197,29 @@ class ProviderFake(abc.ABC):
         self._clock: Clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._state = _State()
+
+    # ------------------------------------------------------------------ tokens
+
+    @abc.abstractmethod
+    def issue_tokens(self, mailbox: str, client_id: str = ..., scope: str = ...) -> dict[str, Any]:
+        """Tokens for ``mailbox`` as after the user's consent: ``{"access_token",
+        "refresh_token", "expires_at", "expires_in", "scope"}``."""
+
+    def oauth_tokens(self, mailbox: str, client_id: str | None = None) -> OAuthTokens:
+        """:meth:`issue_tokens` as the library's ``OAuthTokens`` (for a ``CredentialStore``);
+        ``client_id`` defaults to the fake's own default client."""
+        from ..models import OAuthTokens
+
+        if client_id is None:
+            issued = self.issue_tokens(mailbox)
+        else:
+            issued = self.issue_tokens(mailbox, client_id)
+        return OAuthTokens(
+            access_token=issued["access_token"],
+            refresh_token=issued["refresh_token"],
+            expires_at=issued["expires_at"],
+            scope=issued["scope"],
+        )
 
     # ------------------------------------------------------------------ clock and records
 

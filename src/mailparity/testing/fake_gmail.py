@@ -64,7 +64,6 @@ from ._render import (
 if TYPE_CHECKING:
     import requests
 
-    from ..models import OAuthTokens
 
 __all__ = ["FakeGmail", "GmailMailbox", "GmailMessage", "PushSigner"]
 
@@ -306,17 +305,6 @@ class FakeGmail(ProviderFake):
                 "scope": scope,
             }
 
-    def oauth_tokens(self, mailbox: str, client_id: str = "fake-google-client") -> OAuthTokens:
-        """:meth:`issue_tokens` as the library's ``OAuthTokens``."""
-        from ..models import OAuthTokens
-
-        issued = self.issue_tokens(mailbox, client_id)
-        return OAuthTokens(
-            access_token=issued["access_token"],
-            refresh_token=issued["refresh_token"],
-            expires_at=issued["expires_at"],
-            scope=issued["scope"],
-        )
 
     def _issue_access(self, address: str | None) -> str:
         token = "ya29.fake-" + _b64url(self.random.randbytes(24))

@@ -61,7 +61,6 @@ from ._render import ParsedRaw, parse_raw, preview
 if TYPE_CHECKING:
     import requests
 
-    from ..models import OAuthTokens
 
 __all__ = ["Delivery", "FakeGraph", "GraphMessage", "GraphSubscription", "GraphUser"]
 
@@ -460,17 +459,6 @@ class FakeGraph(ProviderFake):
                 "scope": scope,
             }
 
-    def oauth_tokens(self, mailbox: str, client_id: str = "fake-client-id") -> OAuthTokens:
-        """:meth:`issue_tokens` as the library's ``OAuthTokens`` (for a ``CredentialStore``)."""
-        from ..models import OAuthTokens
-
-        issued = self.issue_tokens(mailbox, client_id)
-        return OAuthTokens(
-            access_token=issued["access_token"],
-            refresh_token=issued["refresh_token"],
-            expires_at=issued["expires_at"],
-            scope=issued["scope"],
-        )
 
     def _issue_access(self, user_id: str | None, client_id: str) -> str:
         token = "fake-graph-at." + _b64(self.random.randbytes(24))
