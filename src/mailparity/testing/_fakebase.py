@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -220,6 +220,26 @@ class ProviderFake(abc.ABC):
             expires_at=issued["expires_at"],
             scope=issued["scope"],
         )
+
+    #: Issued tokens, kept by each fake: access token -> record with ``expires_at``, refresh
+    #: token -> record with ``revoked``.
+    _access: dict[str, Any]
+    _refresh: dict[str, Any]
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far expires now (the next API call gets 401)."""
+        with self._lock:
+            past = self.now() - timedelta(seconds=1)
+            for token in self._access.values():
+                token.expires_at = past
+
+    def revoke_refresh_token(self, token: str | None = None) -> None:
+        """Revoke one refresh token, or all: the refresh grant then answers ``invalid_grant``
+        (the user must consent again)."""
+        with self._lock:
+            for value, grant in self._refresh.items():
+                if token is None or value == token:
+                    grant.revoked = True
 
     # ------------------------------------------------------------------ clock and records
 

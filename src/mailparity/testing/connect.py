@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import requests
 
-    from ..models import GmailProviderConfig, MicrosoftProviderConfig
+    from ..models import GmailProviderConfig, MicrosoftProviderConfig, OAuthTokens
     from ..protocols import CredentialStore, ProviderStore
     from ..webhooks import WebhookRequest
     from .fake_gmail import FakeGmail
@@ -107,15 +107,9 @@ def connect_microsoft(
     }
     fields.update(config_fields)
     config = MicrosoftProviderConfig(**fields)
-    store.save_provider(config)
-    store.save_tokens(pid, fake.oauth_tokens(mailbox, client_id))
-    if subscribe and webhook_url:
-        from ..providers import create_adapter
-
-        create_adapter(config, store=store, session=session).register_webhook_subscription()
-    saved = store.get_provider(pid)
-    if not isinstance(saved, MicrosoftProviderConfig):
-        raise RuntimeError(f"the store did not keep provider {pid!r}")
+    tokens = fake.oauth_tokens(mailbox, client_id)
+    saved = _save(store, config, tokens, subscribe=subscribe and bool(webhook_url), session=session)
+    assert isinstance(saved, MicrosoftProviderConfig)
     return saved
 
 
@@ -164,17 +158,33 @@ def connect_google(
     }
     fields.update(config_fields)
     config = GmailProviderConfig(**fields)
+    tokens = fake.oauth_tokens(mailbox, client_id)
+    saved = _save(store, config, tokens, subscribe=subscribe, session=session)
+    assert isinstance(saved, GmailProviderConfig)
+    return saved
+
+
+
+def _save(
+    store: _Store,
+    config: MicrosoftProviderConfig | GmailProviderConfig,
+    tokens: OAuthTokens,
+    *,
+    subscribe: bool,
+    session: requests.Session | None,
+) -> MicrosoftProviderConfig | GmailProviderConfig:
+    """Save the provider and its tokens, register its subscription / watch through the real
+    adapter when asked, and return the config as stored (registration writes to it)."""
     store.save_provider(config)
-    store.save_tokens(pid, fake.oauth_tokens(mailbox, client_id))
+    store.save_tokens(config.provider_id, tokens)
     if subscribe:
         from ..providers import create_adapter
 
         create_adapter(config, store=store, session=session).register_webhook_subscription()
-    saved = store.get_provider(pid)
-    if not isinstance(saved, GmailProviderConfig):
-        raise RuntimeError(f"the store did not keep provider {pid!r}")
+    saved = store.get_provider(config.provider_id)
+    if saved is None or saved.provider != config.provider:
+        raise RuntimeError(f"the store did not keep provider {config.provider_id!r}")
     return saved
-
 
 def graph_notification_request(
     fake: FakeGraph, message_id: str, change_type: str = "created"

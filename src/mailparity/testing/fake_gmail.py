@@ -305,25 +305,10 @@ class FakeGmail(ProviderFake):
                 "scope": scope,
             }
 
-
     def _issue_access(self, address: str | None) -> str:
         token = "ya29.fake-" + _b64url(self.random.randbytes(24))
         self._access[token] = _Token(address, self.now() + timedelta(seconds=self.token_lifetime))
         return token
-
-    def expire_tokens(self) -> None:
-        """Every access token issued so far expires now (the next API call gets 401)."""
-        with self._lock:
-            past = self.now() - timedelta(seconds=1)
-            for token in self._access.values():
-                token.expires_at = past
-
-    def revoke_refresh_token(self, token: str | None = None) -> None:
-        """Revoke one refresh token, or all (the refresh grant then answers ``invalid_grant``)."""
-        with self._lock:
-            for value, grant in self._refresh.items():
-                if token is None or value == token:
-                    grant.revoked = True
 
     # ================================================================== delivery and state
 

@@ -459,7 +459,6 @@ class FakeGraph(ProviderFake):
                 "scope": scope,
             }
 
-
     def _issue_access(self, user_id: str | None, client_id: str) -> str:
         token = "fake-graph-at." + _b64(self.random.randbytes(24))
         self._access[token] = _AccessToken(
@@ -471,20 +470,6 @@ class FakeGraph(ProviderFake):
         token = "fake-graph-rt." + _b64(self.random.randbytes(32))
         self._refresh[token] = _RefreshToken(user_id, client_id, scope)
         return token
-
-    def expire_tokens(self) -> None:
-        """Every access token issued so far expires now (the next API call gets 401)."""
-        with self._lock:
-            past = self.now() - timedelta(seconds=1)
-            for token in self._access.values():
-                token.expires_at = past
-
-    def revoke_refresh_token(self, token: str | None = None) -> None:
-        """Revoke one refresh token, or every one (the user must consent again)."""
-        with self._lock:
-            for value, grant in self._refresh.items():
-                if token is None or value == token:
-                    grant.revoked = True
 
     @property
     def refresh_tokens(self) -> list[str]:
