@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
-from .models import GmailProviderConfig, Job, MicrosoftProviderConfig, utcnow
+from .models import Job, MicrosoftProviderConfig, utcnow
 from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
 from .providers import create_adapter
 
@@ -180,17 +180,6 @@ class Maintenance:
         remaining = _aware(config.watch_expiration) - now
         return remaining <= GMAIL_WATCH_LIFETIME - self.gmail_renew_after
 
-    def _handle_auth_failure(
-        self, config: AnyProviderConfig, error: AuthExpiredError | CredentialsMissingError
-    ) -> None:
-        handler = getattr(self.processor, "handle_auth_failure", None)
-        if callable(handler):
-            handler(config, error)
-        else:  # pragma: no cover - the shipped Processor has it
-            self.store.update_provider(
-                config.provider_id, {"needs_consent": True, "auth_error_code": error.code}
-            )
-
     # ------------------------------------------------------------------ sweeps
 
     def renew_subscriptions(self, report: MaintenanceReport | None = None) -> MaintenanceReport:
@@ -221,7 +210,8 @@ class Maintenance:
                     continue
                 self._renew_one(fresh, now, report)
             except (AuthExpiredError, CredentialsMissingError) as exc:
-                self._handle_auth_failure(fresh or config, exc)
+                # One EMAIL_PROVIDER_AUTH_FAILED event and needs_consent, as for a failed job.
+                self.processor.handle_auth_failure(fresh or config, exc)
                 report.failed[pid] = str(exc)
             except MailParityError as exc:
                 log.warning("renewal of provider %s failed: %s", pid, exc)
@@ -327,7 +317,3 @@ class Maintenance:
         log.info("maintenance: %s", report.summary())
         return report
 
-
-def provider_kind(config: AnyProviderConfig) -> str:
-    """``"microsoft"`` or ``"google"``."""
-    return "google" if isinstance(config, GmailProviderConfig) else "microsoft"
