@@ -13,10 +13,11 @@ Microsoft Graph (:meth:`WebhookHandler.handle_microsoft`):
   text/plain`` with the token, before and without reading the body;
 * a notification (``{"value": [...]}``) is answered ``202`` once its jobs are stored, ``503`` when
   the store failed (Graph then retries), ``400`` for a body that is not a change-notification
-  collection, ``413`` above ``max_body_bytes``. Each item is checked on its own: an unknown
-  subscription, a missing or wrong ``clientState`` (compared in constant time, the rotated-out token
-  accepted until ``previous_token_valid_until``) or a malformed item is logged and skipped, and
-  never stops the valid items beside it.
+  collection, ``413`` above ``max_body_bytes`` or with more than ``max_notification_items``
+  items. Each item is checked on its own: an unknown subscription, a missing or wrong
+  ``clientState`` (compared in constant time, the rotated-out token accepted until
+  ``previous_token_valid_until``) or a malformed item is skipped, and never stops the valid items
+  beside it. One summary line per request says what was queued and what was ignored, and why.
 
 Google Pub/Sub push (:meth:`WebhookHandler.handle_google`):
 
@@ -26,7 +27,8 @@ Google Pub/Sub push (:meth:`WebhookHandler.handle_google`):
   ``google_service_accounts`` and ``email_verified``. Missing: ``401``; invalid: ``403``;
   certificates unreachable: ``503`` (Pub/Sub redelivers);
 * the envelope must be a Pub/Sub push (``400`` otherwise). A message whose data is not Gmail's
-  ``{"emailAddress", "historyId"}``, an unknown mailbox, or a stale ``historyId`` is acknowledged
+  ``{"emailAddress", "historyId"}``, an unknown mailbox, a push from another subscription than
+  the mailbox's configured ``pubsub_subscription_name``, or a stale ``historyId`` is acknowledged
   (``204``) and logged: redelivering it could never help. Otherwise a ``gmail_history`` job is
   stored (duplicate pushes coalesce on its unique key) and the answer is ``204``; ``503`` when the
   store failed.
@@ -91,6 +93,12 @@ MAX_VALIDATION_TOKEN_LENGTH = 1024
 MAX_BEARER_LENGTH = 16 * 1024
 #: Identifiers we store or log (subscription ids, message ids, mailboxes) are bounded.
 MAX_ID_LENGTH = 1024
+#: Default cap on the items of one Graph notification POST. Graph batches a handful of
+#: notifications per request; a body with more items than this is refused whole (413) before
+#: any item is looked at, so a flood costs one parse and one log line.
+DEFAULT_MAX_NOTIFICATION_ITEMS = 1000
+#: How many distinct examples (subscription ids, provider ids) a summary log line names.
+_SUMMARY_EXAMPLES = 3
 _UINT64_MAX = 2**64 - 1
 
 _TEXT_PLAIN = "text/plain; charset=utf-8"
@@ -404,6 +412,69 @@ class _GoogleCertCache:
 
 
 # --------------------------------------------------------------------------------------------
+# One summary line per notification request
+
+
+@dataclass(frozen=True)
+class _ItemOutcome:
+    """What became of one Graph notification item: queued (``reason`` None) or ignored.
+
+    ``example``: a log-safe value worth naming (a provider id, a bounded repr of an id);
+    ``level``: how loud an ignored item of this kind is."""
+
+    reason: str | None
+    example: str | None = None
+    level: int = logging.WARNING
+
+
+class _ItemTally:
+    """Counts the outcomes of one request's items and logs them as ONE line.
+
+    A 1 MB body holds tens of thousands of items: logging each would let one unauthenticated
+    request write that many lines. The summary names each reason with its count and at most
+    ``_SUMMARY_EXAMPLES`` distinct examples, at the level of its loudest reason."""
+
+    def __init__(self) -> None:
+        self.queued = 0
+        self._counts: dict[str, int] = {}
+        self._examples: dict[str, list[str]] = {}
+        self._level = logging.DEBUG
+
+    def add(self, outcome: _ItemOutcome) -> None:
+        if outcome.reason is None:
+            self.queued += 1
+            return
+        reason = outcome.reason
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+        examples = self._examples.setdefault(reason, [])
+        if (
+            outcome.example is not None
+            and outcome.example not in examples
+            and len(examples) < _SUMMARY_EXAMPLES
+        ):
+            examples.append(outcome.example)
+        self._level = max(self._level, outcome.level)
+
+    def summary(self, total: int) -> str:
+        text = f"Graph notification: {total} item(s), {self.queued} job(s) queued"
+        if not self._counts:
+            return text
+        parts = []
+        for reason, count in self._counts.items():
+            examples = self._examples.get(reason)
+            shown = f" ({', '.join(examples)}{', ...' if count > len(examples) else ''})" if (
+                examples
+            ) else ""
+            parts.append(f"{count} {reason}{shown}")
+        return f"{text}; ignored: {'; '.join(parts)}"
+
+    def log(self, total: int) -> None:
+        level = self._level if self._counts else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "%s", self.summary(total))
+
+
+# --------------------------------------------------------------------------------------------
 # The handler
 
 
@@ -426,6 +497,9 @@ class WebhookHandler:
         google_certs_url: where Google's certificates are fetched (a test server in tests).
         google_clock_skew_seconds: the tolerance of the ``exp`` / ``iat`` checks.
         max_body_bytes: larger bodies are refused with 413 before they are parsed.
+        max_notification_items: a Graph notification POST with more items than this is
+            refused whole with 413 before any item is looked at (default
+            ``DEFAULT_MAX_NOTIFICATION_ITEMS``, far above the few items Graph batches).
         clock: injectable time, passed to the processor.
         sleep: injectable waiting (the handler itself never sleeps; it goes to the processor).
         processor: the object :meth:`run_pending` delegates to; by default a
@@ -433,7 +507,8 @@ class WebhookHandler:
 
     Raises:
         ConfigurationError: ``google_service_accounts`` without ``google_audience`` or the reverse
-            (while verification is on), or a negative ``max_body_bytes``.
+            (while verification is on), a negative ``max_body_bytes``, or a
+            ``max_notification_items`` below 1.
     """
 
     def __init__(
@@ -449,6 +524,7 @@ class WebhookHandler:
         google_certs_url: str = GOOGLE_CERTS_URL,
         google_clock_skew_seconds: int = 60,
         max_body_bytes: int = 1_000_000,
+        max_notification_items: int = DEFAULT_MAX_NOTIFICATION_ITEMS,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         processor: _PendingRunner | None = None,
@@ -458,6 +534,8 @@ class WebhookHandler:
         accounts = tuple(a.strip().lower() for a in google_service_accounts if a and a.strip())
         if max_body_bytes < 0:
             raise ConfigurationError("max_body_bytes must not be negative")
+        if max_notification_items < 1:
+            raise ConfigurationError("max_notification_items must be at least 1")
         if verify_google_tokens:
             if accounts and not google_audience:
                 raise ConfigurationError(
@@ -482,6 +560,7 @@ class WebhookHandler:
         self.google_service_accounts = accounts
         self.verify_google_tokens = verify_google_tokens
         self.max_body_bytes = max_body_bytes
+        self.max_notification_items = max_notification_items
         self._skew = max(0, int(google_clock_skew_seconds))
         self._clock = clock
         self._sleep = sleep
@@ -544,23 +623,28 @@ class WebhookHandler:
             log.warning("Graph notification refused: the body has no 'value' array")
             return _plain(400, "body is not a change notification collection")
 
+        items = payload["value"]
+        if len(items) > self.max_notification_items:
+            log.warning("Graph notification refused: %d items, more than the %d allowed",
+                        len(items), self.max_notification_items)
+            return _plain(413, "too many notification items")
+
         now = self._clock()
         touched: set[str] = set()
+        tally = _ItemTally()
         store_failed = False
-        queued = 0
-        for index, item in enumerate(payload["value"]):
+        for index, item in enumerate(items):
             try:
-                queued += self._graph_item(index, item, now, touched)
+                tally.add(self._graph_item(index, item, now, touched))
             except _StoreFailedError:
                 # Keep going: the other items may still be stored; Graph retries the batch and
                 # the jobs' unique keys coalesce the repeats.
                 store_failed = True
         self._record_push(touched, now)
+        tally.log(len(items))
         if store_failed:
             return _plain(503, "could not store the notifications; retry later",
                           Retry_After="10")
-        log.debug("Graph notification: %d item(s), %d job(s) queued", len(payload["value"]),
-                  queued)
         return _empty(202)
 
     def _graph_validation(self, token: str) -> WebhookResponse:
@@ -579,15 +663,18 @@ class WebhookHandler:
             token.encode("utf-8"),
         )
 
-    def _graph_item(self, index: int, item: object, now: datetime, touched: set[str]) -> int:
-        """Check one notification item and store its job; return 1 if a job was stored."""
+    def _graph_item(
+        self, index: int, item: object, now: datetime, touched: set[str]
+    ) -> _ItemOutcome:
+        """Check one notification item and store its job; say what became of it.
+
+        Nothing is logged per item (a hostile batch would make one line per item): the caller
+        logs one summary line for the whole request."""
         if not isinstance(item, dict):
-            log.warning("Graph notification item %d is not an object; ignored", index)
-            return 0
+            return _ItemOutcome("not an object")
         subscription_id = item.get("subscriptionId")
         if not _valid_id(subscription_id):
-            log.warning("Graph notification item %d has no valid subscriptionId; ignored", index)
-            return 0
+            return _ItemOutcome("no valid subscriptionId")
         assert isinstance(subscription_id, str)
         try:
             config = self.store.find_provider_by_subscription(subscription_id)
@@ -596,30 +683,21 @@ class WebhookHandler:
                       exc_info=True)
             raise _StoreFailedError from exc
         if not isinstance(config, MicrosoftProviderConfig):
-            log.warning("Graph notification for unknown subscription %s; ignored",
-                        _safe(subscription_id))
-            return 0
+            return _ItemOutcome("unknown subscription", _safe(subscription_id))
         pid = config.provider_id
         if not self._client_state_ok(config, item.get("clientState"), now):
             # Never log the presented or stored value: a near-miss would leak the secret.
-            log.warning(
-                "Graph notification for provider %s has a missing or wrong clientState; ignored",
-                pid,
-            )
-            return 0
+            return _ItemOutcome("missing or wrong clientState", pid)
         if not config.active:
-            log.info("Graph notification for paused provider %s; ignored", pid)
-            return 0
+            return _ItemOutcome("paused provider", pid, level=logging.INFO)
         touched.add(pid)
 
         lifecycle = item.get("lifecycleEvent")
         if lifecycle is not None:
             if lifecycle not in GRAPH_LIFECYCLE_EVENTS:
-                log.warning("Graph lifecycle event %s for provider %s is not handled; ignored",
-                            _safe(lifecycle), pid)
-                return 0
+                return _ItemOutcome("unhandled lifecycle event", _safe(lifecycle))
             assert isinstance(lifecycle, str)
-            return self._enqueue(Job(
+            return self._graph_job(Job(
                 kind="lifecycle",
                 provider_id=pid,
                 payload={"event": lifecycle, "subscription_id": subscription_id},
@@ -631,14 +709,11 @@ class WebhookHandler:
         change_type = item.get("changeType")
         if not isinstance(change_type, str) or change_type.strip().lower() != "created":
             # Our own marking (isRead, categories) produces "updated"; deletions need no event.
-            log.debug("Graph %s notification for provider %s ignored", _safe(change_type), pid)
-            return 0
+            return _ItemOutcome("not a created message", _safe(change_type), level=logging.DEBUG)
         message_id = self._graph_message_id(item)
         if message_id is None:
-            log.warning("Graph notification item %d for provider %s has no message id; ignored",
-                        index, pid)
-            return 0
-        return self._enqueue(Job(
+            return _ItemOutcome("no message id", pid)
+        return self._graph_job(Job(
             kind="graph_message",
             provider_id=pid,
             payload={"message_id": message_id, "received_hint": now.isoformat()},
@@ -646,6 +721,11 @@ class WebhookHandler:
             available_at=now,
             created_at=now,
         ))
+
+    def _graph_job(self, job: Job) -> _ItemOutcome:
+        if self._enqueue(job):
+            return _ItemOutcome(None)
+        return _ItemOutcome("coalesced with a pending job", job.provider_id, level=logging.DEBUG)
 
     @staticmethod
     def _graph_message_id(item: Mapping[str, Any]) -> str | None:
@@ -711,7 +791,7 @@ class WebhookHandler:
         envelope = self._pubsub_envelope(request.body)
         if envelope is None:
             return _plain(400, "body is not a Pub/Sub push")
-        message, pubsub_id = envelope
+        message, pubsub_id, subscription = envelope
         notification = self._gmail_notification(message, pubsub_id)
         if notification is None:
             return _empty(204)
@@ -731,6 +811,15 @@ class WebhookHandler:
         now = self._clock()
         if not config.active:
             log.info("Pub/Sub push for paused provider %s; acknowledged", pid)
+            return _empty(204)
+        if not config.accepts_push_subscription(subscription):
+            # Any allowed service account can sign a push naming any mailbox: a push is only
+            # trusted for the mailbox whose own subscription delivered it.
+            log.warning(
+                "Pub/Sub push from subscription %s for provider %s, whose subscription is %s;"
+                " acknowledged and ignored",
+                _safe(subscription), pid, _safe(config.subscription_path),
+            )
             return _empty(204)
         if config.history_id is not None and history_id <= config.history_id:
             log.debug("stale Pub/Sub push for provider %s (historyId %d <= cursor %d)",
@@ -832,7 +921,7 @@ class WebhookHandler:
         return claims
 
     @staticmethod
-    def _pubsub_envelope(body: bytes) -> tuple[dict[str, Any], str] | None:
+    def _pubsub_envelope(body: bytes) -> tuple[dict[str, Any], str, str] | None:
         try:
             payload = _json_loads(body)
         except ValueError:
@@ -853,6 +942,9 @@ class WebhookHandler:
             log.warning("Pub/Sub push refused: the message has no messageId")
             return None
         assert isinstance(pubsub_id, str)
+        if len(subscription) > MAX_ID_LENGTH or _has_control_chars(subscription):
+            log.warning("Pub/Sub push refused: the 'subscription' name is not valid")
+            return None
         data = message.get("data")
         attributes = message.get("attributes")
         if (data is not None and not isinstance(data, str)) or (
@@ -860,7 +952,7 @@ class WebhookHandler:
         ):
             log.warning("Pub/Sub push refused: 'data' or 'attributes' has the wrong type")
             return None
-        return message, pubsub_id
+        return message, pubsub_id, subscription
 
     @staticmethod
     def _gmail_notification(message: Mapping[str, Any], pubsub_id: str) -> tuple[str, int] | None:
