@@ -74,11 +74,37 @@ def test_retry_after_http_date_uses_injected_clock(clock: Any) -> None:
 
 
 @responses.activate
-def test_retry_after_is_capped_by_max_delay(clock: Any) -> None:
-    responses.get(URL, status=429, headers={"Retry-After": "5000"})
-    responses.get(URL, json={})
-    client(clock, retry=RetryPolicy(max_delay=60.0, max_total=1000.0)).request("GET", URL)
-    assert clock.sleeps == [60.0]
+def test_retry_after_longer_than_the_limit_is_never_shortened(clock: Any) -> None:
+    """Graph asks for 120 s, the in-request limit is 60 s: no early retry (the old behaviour sent
+    the request again after 60 s); the error carries the full wait for the job's due time."""
+    responses.get(URL, status=429, headers={"Retry-After": "120"}, json={})
+    responses.get(URL, json={"ok": True})
+    with pytest.raises(ThrottledError) as info:
+        client(clock, retry=RetryPolicy(max_delay=60.0, max_total=1000.0)).request("GET", URL)
+    assert info.value.retry_after == 120.0
+    assert clock.sleeps == []
+    assert len(responses.calls) == 1  # nothing sent before the 120 s are over
+
+
+@responses.activate
+def test_retry_after_http_date_beyond_the_limit_counts_from_the_injected_clock(
+    clock: Any,
+) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "Thu, 01 Jan 2026 00:05:00 GMT"})
+    with pytest.raises(ThrottledError) as info:
+        client(clock).request("GET", URL)
+    assert info.value.retry_after == 300.0
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_shorter_retry_after_is_waited_exactly_within_the_request(clock: Any) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "2.128"})
+    responses.get(URL, status=429, headers={"Retry-After": "60"})  # the limit itself: waited
+    responses.get(URL, json={"ok": True})
+    response = client(clock, retry=RetryPolicy(max_delay=60.0)).request("GET", URL)
+    assert response.json() == {"ok": True}
+    assert clock.sleeps == [pytest.approx(2.128), 60.0]
 
 
 @responses.activate

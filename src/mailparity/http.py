@@ -4,8 +4,12 @@ Every call of the library (Graph, Gmail, token endpoints) goes through :class:`H
 
 * every request has a timeout;
 * 429, 503, 504 and connection errors (plus whatever a provider's ``is_retryable`` adds, such as
-  Gmail's quota 403s) are retried with tenacity, honouring ``Retry-After`` (seconds or an HTTP
-  date) up to a cap, with exponential backoff and jitter otherwise;
+  Gmail's quota 403s) are retried with tenacity, waiting exactly the ``Retry-After`` asked for
+  (seconds or an HTTP date), with exponential backoff and jitter otherwise;
+* a ``Retry-After`` longer than the in-request limit (``RetryPolicy.max_delay``) is never
+  shortened: the request ends at once with a :class:`~mailparity.errors.ThrottledError` whose
+  ``retry_after`` is the full wait, and the caller (the job pipeline) gives the work back due at
+  that time (Graph's throttling guidance: sending earlier only extends the throttling);
 * a 401 refreshes the access token once and retries once;
 * every failure becomes a :class:`~mailparity.errors.MailParityError` subclass named by its cause,
   carrying status, code and request id (the provider supplies ``map_error``);
@@ -151,7 +155,9 @@ class RetryPolicy:
     Attributes:
         max_attempts: attempts in all, the first included.
         base_delay: first backoff delay in seconds (doubles each attempt, with jitter).
-        max_delay: cap of one backoff delay, and of a ``Retry-After`` the provider asks for.
+        max_delay: cap of one backoff delay, and the longest ``Retry-After`` waited within the
+            request. A longer ``Retry-After`` is not shortened: the request gives up at once with
+            a ThrottledError carrying the full wait (the job is then due at that time).
         max_total: give up when the next wait would push the total wait over this many seconds.
     """
 
@@ -419,18 +425,34 @@ class HttpClient:
             return True
         return bool(self.is_retryable and self.is_retryable(response))
 
-    def _wait(self, state: RetryCallState) -> float:
+    def _asked_wait(self, state: RetryCallState) -> float | None:
+        """The ``Retry-After`` of the failed attempt, in seconds from the injected clock."""
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableResponseError):
+            return parse_retry_after(exc.response.headers.get("Retry-After"), now=self.clock())
+        return None
+
+    def _wait(self, state: RetryCallState) -> float:
+        after = self._asked_wait(state)
+        if after is not None:
+            # Exactly what the provider asked for; ``stop`` ends the request instead when that
+            # is longer than the in-request limit (never retry earlier than asked).
+            return max(after, 0.0)
         backoff = min(
             self.retry.max_delay, self.retry.base_delay * (2 ** (state.attempt_number - 1))
         )
         # Full jitter on the upper half keeps many workers from retrying in lockstep.
-        backoff = backoff / 2 + random.uniform(0, backoff / 2)
-        if isinstance(exc, _RetryableResponseError):
-            after = parse_retry_after(exc.response.headers.get("Retry-After"), now=self.clock())
+        return float(backoff / 2 + random.uniform(0, backoff / 2))
+
+    def _mapped(self, response: requests.Response) -> MailParityError:
+        """The error of a failed response; a ThrottledError's ``retry_after`` counted from the
+        injected clock (an HTTP-date ``Retry-After`` depends on what "now" is)."""
+        error = self._map(response)
+        if isinstance(error, ThrottledError):
+            after = parse_retry_after(response.headers.get("Retry-After"), now=self.clock())
             if after is not None:
-                return min(self.retry.max_delay, max(after, 0.0))
-        return float(backoff)
+                error.retry_after = after
+        return error
 
     def request(
         self,
@@ -515,6 +537,12 @@ class HttpClient:
         def stop(state: RetryCallState) -> bool:
             if state.attempt_number >= self.retry.max_attempts:
                 return True
+            asked = self._asked_wait(state)
+            if asked is not None and asked > self.retry.max_delay:
+                # Too long to wait here: the caller reschedules its work for then.
+                log.info("%s %s asks to wait %.1fs; not retried within the request",
+                         method, _safe_url(url), asked)
+                return True
             return total_wait + self._wait(state) > self.retry.max_total
 
         # The first attempt runs outside tenacity: most requests succeed at once, and setting
@@ -546,9 +574,9 @@ class HttpClient:
             try:
                 response = retrying(replay)
             except _RetryableResponseError as exc:
-                raise self._map(exc.response) from None
+                raise self._mapped(exc.response) from None
         if response.status_code >= 400 and response.status_code not in allow_status:
-            raise self._map(response)
+            raise self._mapped(response)
         return response
 
 

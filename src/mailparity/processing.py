@@ -106,6 +106,9 @@ _AUTH_SEQ = "auth-failure:seq"  # how many auth-failure occurrences this provide
 _AUTH_OPEN = "auth-failure:open"  # the occurrence in progress (until consent is given again)
 _AUTH_PUBLISHED = "auth-failure:published"  # the occurrence whose event went out
 
+#: The longest ``Retry-After`` a job waits for (a day); longer values are taken as broken.
+MAX_RETRY_AFTER = 86_400.0
+
 _LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 
 
@@ -369,8 +372,10 @@ class Processor:
 
     def _error_delay(self, error: BaseException, failures: int) -> float:
         if isinstance(error, ThrottledError) and error.retry_after:
-            # The provider said how long; waiting less only burns quota.
-            return min(self.backoff_max, max(float(error.retry_after), 0.0))
+            # The provider said how long: the job is due exactly then, never sooner (waiting
+            # less only burns quota and extends the throttling). Only an absurd value is
+            # bounded, so that a broken header cannot park a mailbox's work for good.
+            return min(MAX_RETRY_AFTER, max(float(error.retry_after), 0.0))
         return self._backoff(failures)
 
     def _retry(self, job: Job, delay: float, reason: str) -> None:

@@ -1847,10 +1847,10 @@ class FakeGraph(ProviderFake):
                     }
                 )
                 continue
-            inner_headers = {
-                "Authorization": request.headers.get("Authorization", ""),
-                "Prefer": request.headers.get("Prefer", ""),
-            }
+            # Members run with the batch's token, but no other outer header reaches them:
+            # Graph documents that each member carries its own headers (a ``Prefer:
+            # IdType="ImmutableId"`` on the POST does not apply to them).
+            inner_headers = {"Authorization": request.headers.get("Authorization", "")}
             inner_headers.update({k: str(v) for k, v in (item.get("headers") or {}).items()})
             inner_body = item.get("body")
             raw_body: bytes | None

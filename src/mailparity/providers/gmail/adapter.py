@@ -590,12 +590,19 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 self.force_refresh()
             throttled = [m for m in retry_ids if parts.get(m, (0,))[0] != 401]
             if throttled:
-                if attempt >= self.http.retry.max_attempts:
+                policy = self.http.retry
+                if attempt >= policy.max_attempts:
                     return  # the ThrottledError / ProviderUnavailableError stays recorded
-                delay = retry_after or min(
-                    self.http.retry.max_delay, self.http.retry.base_delay * 2 ** (attempt - 1)
-                )
-                self.sleep(max(1.0, delay))
+                if retry_after is not None and retry_after > policy.max_delay:
+                    # Never sooner than asked: the recorded ThrottledErrors carry the wait and
+                    # the job is due after it. Members that only need the refresh go again.
+                    retry_ids = [m for m in retry_ids if m not in throttled]
+                elif retry_after is not None:
+                    self.sleep(retry_after)  # exactly as asked
+                else:
+                    self.sleep(
+                        max(1.0, min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
+                    )
             pending = retry_ids
 
     def _send_batch(self, ids: Sequence[str]) -> dict[str, tuple[int, dict[str, str], bytes]]:

@@ -541,6 +541,10 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                     "id": str(index),
                     "method": "GET",
                     "url": f"{self.mailbox_root}/messages/{_q(mid)}?{query}",
+                    # Graph applies a header only to the request it is on: the $batch POST's
+                    # Prefer does not reach its members, so each member asks for immutable ids
+                    # itself (else catch-up would publish other ids than push does).
+                    "headers": {"Prefer": IMMUTABLE_ID_PREFER},
                 }
                 for index, mid in enumerate(pending)
             ]
@@ -558,8 +562,8 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             for item in data.get("responses") or []:
                 if isinstance(item, Mapping) and isinstance(item.get("id"), str):
                     answers[item["id"]] = item
-            retry_ids: list[str] = []
-            unauthorized = False
+            unauthorized: list[str] = []
+            throttled: list[str] = []
             retry_after: float | None = None
             for index, mid in enumerate(pending):
                 item = answers.get(str(index))
@@ -582,23 +586,27 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                 error = self._member_error(item)
                 results[mid] = error  # kept if the retries run out
                 if status == 401 and not refreshed:
-                    unauthorized = True
-                    retry_ids.append(mid)
+                    unauthorized.append(mid)
                 elif status in (429, 503, 504):
-                    retry_ids.append(mid)
+                    throttled.append(mid)
                     if isinstance(error, ThrottledError) and error.retry_after is not None:
                         retry_after = max(retry_after or 0.0, error.retry_after)
-            if not retry_ids:
-                return
             if unauthorized:
                 refreshed = True
                 self.force_refresh()
-            elif attempt >= self.http.retry.max_attempts:
-                return  # the ThrottledError / ProviderUnavailableError stays recorded
-            else:
-                delay = retry_after or self.http.retry.base_delay * 2 ** (attempt - 1)
-                self.sleep(min(self.http.retry.max_delay, max(delay, 0.0)))
-            pending = retry_ids
+            if throttled:
+                policy = self.http.retry
+                if attempt >= policy.max_attempts or (
+                    retry_after is not None and retry_after > policy.max_delay
+                ):
+                    # The ThrottledError / ProviderUnavailableError stays recorded; a Retry-After
+                    # too long to wait here is never shortened: the job is due after it.
+                    throttled = []
+                elif retry_after is not None:
+                    self.sleep(retry_after)  # exactly as asked (the longest of the members)
+                else:
+                    self.sleep(min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
+            pending = unauthorized + throttled
 
     def _member_error(self, item: Mapping[str, Any]) -> MailParityError:
         """The exception one ``$batch`` member's error answer maps to (same as a single GET)."""
