@@ -31,7 +31,7 @@ if str(HERE) not in sys.path:  # run as a script: make fake_adapter importable
     sys.path.insert(0, str(HERE))
 
 from fake_adapter import make_message  # noqa: E402
-from mailparity.adapter import EmailProviderAdapter  # noqa: E402
+from mailparity.adapter import EmailProviderAdapter, SyncBatch  # noqa: E402
 from mailparity.models import (  # noqa: E402
     ConnectionTestResult,
     EmailMessage,
@@ -102,6 +102,12 @@ class CountingAdapter(EmailProviderAdapter[Any]):
         raise NotImplementedError("not used by the multi-worker test")
 
     def delete_webhook_subscription(self) -> None:
+        raise NotImplementedError("not used by the multi-worker test")
+
+    def fetch_changes(self) -> SyncBatch:
+        raise NotImplementedError("not used by the multi-worker test")
+
+    def commit_cursor(self, batch: SyncBatch) -> bool:
         raise NotImplementedError("not used by the multi-worker test")
 
     def process_webhook_notification(self, notification: Mapping[str, Any]) -> list[str]:

@@ -1,9 +1,29 @@
-"""EmailProviderAdapter: the orchestration both providers share.
+"""EmailProviderAdapter: the adapter contract, in one place, and the orchestration every
+provider shares.
 
-Subclasses implement the provider calls; this base owns what must behave the same for both:
-where client ids and secrets come from, where tokens come from (the CredentialStore, then the legacy
-tenant secret), single-flight refresh with persistence of rotated refresh tokens, and the HTTP
-client every call goes through.
+Subclasses implement the provider calls; this base owns what must behave the same for every
+provider: where client ids and secrets come from, where tokens come from (the CredentialStore, then
+the legacy tenant secret), single-flight refresh with persistence of rotated refresh tokens, and the
+HTTP client every call goes through.
+
+The contract, and who calls what:
+
+* required (abstract; a subclass missing one cannot be constructed, and mypy reports it):
+  ``_refresh`` (the token endpoint), the push registration (``register_webhook_subscription``,
+  ``renew_webhook_subscription``, ``delete_webhook_subscription``: called by maintenance when the
+  provider's spec has a renewal rule, and by lifecycle jobs), ``process_webhook_notification``,
+  ``get_message_details``, ``get_attachment_content``, ``mark_message_processed``,
+  ``test_connection``, and the catch-up pair ``fetch_changes`` / ``commit_cursor`` (called by the
+  Processor for cursor and sync jobs: read from the stored cursor, then, after every message was
+  handled, move the cursor with a compare-and-set);
+* optional capabilities, declared as protocols and detected with ``isinstance``:
+  :class:`BatchFetch` (``get_messages_details``: fetch many messages in one call during a
+  catch-up), :class:`Reauthorize` (``reauthorize_subscription``: answer a "reauthorization
+  required" lifecycle event without recreating the subscription).
+
+What is not about talking to the provider (when to renew, where the cursor lives, how a push
+becomes jobs, how a mailbox is connected) is declared on the provider's
+:class:`~mailparity.providers.base.ProviderSpec`.
 """
 
 from __future__ import annotations
@@ -15,14 +35,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import requests
 
 from .errors import (
-    AuthExpiredError,
     ConfigurationError,
     CredentialsMissingError,
 )
@@ -30,15 +49,21 @@ from .http import HttpClient, RetryPolicy
 from .models import (
     ConnectionTestResult,
     EmailMessage,
-    GmailProviderConfig,
-    MicrosoftProviderConfig,
     OAuthTokens,
+    ProviderConfigBase,
     WebhookSubscription,
     utcnow,
 )
 from .protocols import CredentialStore, LockStore, ProviderStore, SecretStore
 
-__all__ = ["LEGACY_CREDENTIALS_SECRET", "EmailProviderAdapter"]
+__all__ = [
+    "LEGACY_CREDENTIALS_SECRET",
+    "BatchFetch",
+    "CatchUp",
+    "EmailProviderAdapter",
+    "Reauthorize",
+    "SyncBatch",
+]
 
 log = logging.getLogger("mailparity.adapter")
 
@@ -48,7 +73,7 @@ LEGACY_CREDENTIALS_SECRET = "email_provider_credentials"  # noqa: S105 - a name,
 #: Refresh this long before the access token expires (one buffer, not stacked ones).
 REFRESH_MARGIN_SECONDS = 300.0
 
-ConfigT = TypeVar("ConfigT", MicrosoftProviderConfig, GmailProviderConfig)
+ConfigT = TypeVar("ConfigT", bound=ProviderConfigBase)
 
 
 class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
@@ -307,6 +332,24 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
     def test_connection(self) -> ConnectionTestResult:
         """Check the mailbox can be read; errors come back as ``success=False``."""
 
+    # ------------------------------------------------------------------ catch-up (cursor)
+
+    @abc.abstractmethod
+    def fetch_changes(self) -> SyncBatch:
+        """Read what changed since the stored cursor (Gmail history, Graph delta, IMAP UIDs).
+
+        Returns a :class:`SyncBatch`: the new inbound message ids, the new cursor and the cursor
+        it started from. Establishes a baseline (no ids) when there is no cursor yet. Must not
+        move the stored cursor: the Processor commits it with :meth:`commit_cursor` only after
+        every message was published, deduplicated or reported. Raises the library's errors
+        (auth, throttling, transient) like any other call."""
+
+    @abc.abstractmethod
+    def commit_cursor(self, batch: SyncBatch) -> bool:
+        """Move the stored cursor to ``batch.cursor`` if it is still ``batch.expected`` (a
+        compare-and-set, see ``ProviderRegistry.compare_and_set_cursor``); False, with nothing
+        changed, when another worker moved it first."""
+
     def save_config_changes(self, changes: Mapping[str, Any]) -> None:
         """Persist ``changes`` to this provider's config (atomically when the store supports it)
         and apply them to ``self.config``."""
@@ -325,11 +368,6 @@ def _newer(current: OAuthTokens, stale: OAuthTokens | None) -> bool:
     if stale is None:
         return True
     return current.access_token.get_secret_value() != stale.access_token.get_secret_value()
-
-
-def is_terminal_auth_error(error: BaseException) -> bool:
-    """True for errors after which only a new consent helps."""
-    return isinstance(error, AuthExpiredError)
 
 
 class SyncBatch:
@@ -367,3 +405,39 @@ class SyncBatch:
             f"SyncBatch(messages={len(self.message_ids)}, baseline={self.baseline},"
             f" full_sync={self.full_sync})"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Capabilities (optional; detected with isinstance)
+
+
+@runtime_checkable
+class CatchUp(Protocol):
+    """The catch-up pair every adapter implements (declared abstract on the base as well)."""
+
+    def fetch_changes(self) -> SyncBatch:
+        """See :meth:`EmailProviderAdapter.fetch_changes`."""
+        ...
+
+    def commit_cursor(self, batch: SyncBatch) -> bool:
+        """See :meth:`EmailProviderAdapter.commit_cursor`."""
+        ...
+
+
+@runtime_checkable
+class BatchFetch(Protocol):
+    """Fetch several messages in one provider call (Graph ``$batch``, Gmail batch)."""
+
+    def get_messages_details(self, message_ids: Sequence[str]) -> Mapping[str, Any]:
+        """``{message_id: EmailMessage or the MailParityError of that id}``; ids the provider
+        did not answer may be missing (they are fetched one by one)."""
+        ...
+
+
+@runtime_checkable
+class Reauthorize(Protocol):
+    """Answer a "reauthorization required" lifecycle event in place (Graph)."""
+
+    def reauthorize_subscription(self) -> Any:
+        """Reauthorize the current subscription (recreating it when the provider lost it)."""
+        ...

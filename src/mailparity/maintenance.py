@@ -28,9 +28,9 @@ from typing import Any
 import requests
 
 from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
-from .models import Job, MicrosoftProviderConfig, utcnow
+from .models import Job, utcnow
 from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
-from .providers import create_adapter
+from .providers import create_adapter, spec_for, specs
 
 __all__ = ["Maintenance", "MaintenanceReport"]
 
@@ -38,8 +38,6 @@ log = logging.getLogger("mailparity.maintenance")
 
 LAST_PUSH_META = "last_push_at"
 LAST_SYNC_META = "last_sync_at"
-#: How long a Gmail watch lives (users.watch answers with an expiration 7 days ahead).
-GMAIL_WATCH_LIFETIME = timedelta(days=7)
 
 
 @dataclass
@@ -87,11 +85,13 @@ class Maintenance:
         publisher: the host's EventPublisher (catch-up publishes through it).
         secrets: passed to the adapters.
         session: passed to the adapters.
-        graph_renew_before: renew a Graph subscription that expires within this window. The
-            default (36 h) is about half of the 4230-minute maximum, so an hourly or daily sweep
-            renews every subscription with a day to spare.
-        gmail_renew_after: renew a Gmail watch this long after it was last registered (Google
-            recommends daily; a watch lives 7 days).
+        renewal_settings: the tunables of the providers' renewal rules, by name (each spec's
+            ``renewal.settings`` lists its own and their defaults). The built-in ones:
+            ``graph_renew_before`` (renew a Graph subscription that expires within this window;
+            36 h by default, about half of the 4230-minute maximum, so an hourly or daily sweep
+            renews every subscription with a day to spare) and ``gmail_renew_after`` (renew a
+            Gmail watch this long after it was last registered; Google recommends daily, a
+            watch lives 7 days).
         silence_after: a mailbox with no push and no catch-up for this long gets a sync job.
         lock_seconds: lease of the per-provider renewal lock; longer than one renewal can take
             (the HTTP layer gives up retrying after five minutes), so it cannot lapse mid-renewal.
@@ -108,21 +108,23 @@ class Maintenance:
         *,
         secrets: SecretStore | None = None,
         session: requests.Session | None = None,
-        graph_renew_before: timedelta = timedelta(hours=36),
-        gmail_renew_after: timedelta = timedelta(days=1),
         silence_after: timedelta = timedelta(hours=6),
         lock_seconds: float = 600.0,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         adapter_factory: Callable[..., Any] = create_adapter,
         processor: Any = None,
+        **renewal_settings: timedelta,
     ) -> None:
+        known = {name for spec in specs() for name in spec.renewal_settings()}
+        unknown = sorted(set(renewal_settings) - known)
+        if unknown:
+            raise TypeError(f"Maintenance() got unexpected keyword arguments: {unknown}")
+        self._renewal_overrides = dict(renewal_settings)
         self.store = store
         self.publisher = publisher
         self.secrets = secrets
         self.session = session
-        self.graph_renew_before = graph_renew_before
-        self.gmail_renew_after = gmail_renew_after
         self.silence_after = silence_after
         self.lock_seconds = float(lock_seconds)
         self.clock = clock
@@ -130,6 +132,24 @@ class Maintenance:
         self.adapter_factory = adapter_factory
         self._processor = processor
         self.owner = f"maintenance-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def renewal_settings(self) -> dict[str, timedelta]:
+        """Every registered renewal rule's settings: the defaults, updated with this sweep's."""
+        settings: dict[str, timedelta] = {}
+        for spec in specs():
+            settings.update(spec.renewal_settings())
+        settings.update(self._renewal_overrides)
+        return settings
+
+    def __getattr__(self, name: str) -> timedelta:
+        # The renewal settings read as attributes (``maintenance.graph_renew_before``), as before
+        # they moved into the provider specs.
+        if not name.startswith("_"):
+            settings = self.renewal_settings
+            if name in settings:
+                return settings[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -161,24 +181,13 @@ class Maintenance:
         return self._processor
 
     def needs_renewal(self, config: AnyProviderConfig, now: datetime | None = None) -> bool:
-        """True when the provider's subscription or watch must be created or renewed now."""
-        now = now or self.clock()
-        if isinstance(config, MicrosoftProviderConfig):
-            if config.shared_mailbox and config.auth_mode == "delegated":
-                return False  # Graph never notifies for these: served by the catch-up sync
-            if not config.webhook_notification_url:
-                return False  # nowhere to deliver: a push-less (sync-only) provider
-            if not config.webhook_subscription_id or config.webhook_expires_at is None:
-                return True
-            return _aware(config.webhook_expires_at) - now <= self.graph_renew_before
-        if not config.topic_path:
+        """True when the provider's subscription or watch must be created or renewed now: its
+        spec's renewal rule decides, with this sweep's settings. Never for a provider without a
+        renewal rule (nothing is registered for it)."""
+        rule = spec_for(config).renewal
+        if rule is None:
             return False
-        if config.watch_expiration is None:
-            return True
-        # A watch lives 7 days; renewing once it is older than gmail_renew_after means renewing
-        # when less than (7 days - gmail_renew_after) remain.
-        remaining = _aware(config.watch_expiration) - now
-        return remaining <= GMAIL_WATCH_LIFETIME - self.gmail_renew_after
+        return rule.needs_renewal(config, now or self.clock(), self.renewal_settings)
 
     # ------------------------------------------------------------------ sweeps
 
@@ -234,14 +243,9 @@ class Maintenance:
         Graph had dropped (recreated on 404), or one that had already expired."""
         pid = config.provider_id
         adapter = self._adapter(config)
-        if isinstance(config, MicrosoftProviderConfig):
-            previous_id = config.webhook_subscription_id
-            expires = config.webhook_expires_at
-            existed = previous_id is not None
-        else:
-            previous_id = None
-            expires = config.watch_expiration
-            existed = expires is not None
+        rule = spec_for(config).renewal
+        previous_id, expires = rule.state(config) if rule is not None else (None, None)
+        existed = previous_id is not None or expires is not None
         if not existed:
             adapter.register_webhook_subscription()
             report.created.append(pid)

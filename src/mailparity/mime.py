@@ -1224,7 +1224,7 @@ def build_email_message(
 
     message = EmailMessage(
         id=id,
-        provider=provider,  # type: ignore[arg-type]  # validated by the model (Literal)
+        provider=provider,
         provider_id=provider_id,
         tenant=tenant,
         mailbox=mailbox,

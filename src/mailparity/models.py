@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "EVENT_NAMESPACE",
+    "GRAPH_MAX_SUBSCRIPTION_MINUTES",
     "Attachment",
     "ConnectionTestResult",
     "EmailAddress",
@@ -38,6 +39,7 @@ __all__ = [
     "MicrosoftProviderConfig",
     "OAuthTokens",
     "ProviderConfig",
+    "ProviderConfigBase",
     "WebhookSubscription",
     "event_id_for",
     "provider_config_from_dict",
@@ -47,8 +49,6 @@ __all__ = [
 
 #: Namespace of the deterministic event ids (uuid5). Never change it: consumers dedupe on event ids.
 EVENT_NAMESPACE = uuid.UUID("6f0c7a52-4c1e-5d8e-9a57-1f2d3c4b5a69")
-
-GRAPH_MAX_SUBSCRIPTION_MINUTES = 4230
 
 
 def utcnow() -> datetime:
@@ -133,7 +133,9 @@ class Header(_Model):
     value: str
 
 
-ProviderName: TypeAlias = Literal["microsoft", "google"]
+#: A provider's registry key (see :mod:`mailparity.providers`); the built-in ones are listed
+#: in API.md. Any registered key is valid.
+ProviderName: TypeAlias = str
 
 
 class EmailMessage(_Model):
@@ -280,7 +282,16 @@ class WebhookSubscription(_Model):
 # Provider configuration
 
 
-class _ProviderConfigBase(_Model):
+class ProviderConfigBase(_Model):
+    """What every provider's config carries; a provider package subclasses it with a
+    ``provider: Literal["<key>"]`` field (its registry key) and its own settings.
+
+    The core reads only these fields; anything provider-specific goes through the provider's
+    :class:`~mailparity.providers.base.ProviderSpec`.
+    """
+
+    #: The registry key of the provider (``EmailMessage.provider``); set by each subclass.
+    provider: str
     provider_id: str
     tenant: str
     mailbox: str
@@ -301,88 +312,20 @@ class _ProviderConfigBase(_Model):
         return None if value is None else "**********"
 
 
-class MicrosoftProviderConfig(_ProviderConfigBase):
-    """A Microsoft 365 mailbox connection (Graph). Field names follow the seed's columns."""
-
-    provider: Literal["microsoft"] = "microsoft"
-    authority_tenant: str = "common"
-    auth_mode: Literal["delegated", "application"] = "delegated"
-    folder: str = "inbox"
-    #: Delegated mode only: ``mailbox`` is not the signed-in user's own (a shared or delegated
-    #: mailbox read through ``/users/{mailbox}``). Graph does not deliver change notifications
-    #: for such mailboxes with delegated tokens, so they are served by the catch-up sync.
-    shared_mailbox: bool = False
-    webhook_notification_url: str | None = None
-    #: Where Graph sends lifecycle notifications; defaults to the notification URL.
-    webhook_lifecycle_url: str | None = None
-    webhook_verification_token: SecretStr | None = None
-    #: The token replaced by the last rotation, accepted until ``previous_token_valid_until``.
-    previous_webhook_verification_token: SecretStr | None = None
-    previous_token_valid_until: datetime | None = None
-    webhook_subscription_id: str | None = None
-    webhook_expires_at: datetime | None = None
-    #: Subscription lifetime asked for; never more than Graph's 4230-minute cap.
-    subscription_lifetime_minutes: int = Field(default=4230, ge=45)
-    graph_base_url: str = "https://graph.microsoft.com/v1.0"
-    login_base_url: str = "https://login.microsoftonline.com"
-    scopes: list[str] = Field(default_factory=lambda: ["https://graph.microsoft.com/.default"])
-    #: What ``mark_message_processed`` does.
-    processed_strategy: Literal["none", "mark_read", "category", "move"] = "none"
-    processed_category: str = "PSA/Processed"
-    processed_folder: str | None = None
-    #: Per-folder delta links of the catch-up sync.
-    delta_links: dict[str, str] = Field(default_factory=dict)
-
-    @field_serializer(
-        "webhook_verification_token", "previous_webhook_verification_token", when_used="json"
-    )
-    def _mask_tokens(self, value: SecretStr | None) -> str | None:
-        return None if value is None else "**********"
-
-    @property
-    def effective_lifetime_minutes(self) -> int:
-        """The lifetime to ask Graph for: the configured one, capped at 4230 minutes."""
-        return min(self.subscription_lifetime_minutes, GRAPH_MAX_SUBSCRIPTION_MINUTES)
+#: The former private name of :class:`ProviderConfigBase`.
+_ProviderConfigBase = ProviderConfigBase
 
 
-class GmailProviderConfig(_ProviderConfigBase):
-    """A Gmail / Google Workspace mailbox connection. Field names follow the seed's columns."""
+def provider_config_from_dict(data: Mapping[str, Any]) -> ProviderConfigBase:
+    """Rebuild a config stored with :func:`provider_config_to_storage` (secrets revealed), with
+    the config model the provider registry holds for ``data["provider"]``.
 
-    provider: Literal["google"] = "google"
-    auth_mode: Literal["user", "service_account"] = "user"
-    #: Service-account key JSON (domain-wide delegation, impersonating ``mailbox``).
-    service_account_info: SecretStr | None = None
-    project_id: str | None = None
-    pubsub_topic_name: str | None = None
-    pubsub_subscription_name: str | None = None
-    label_filters: list[str] = Field(default_factory=lambda: ["INBOX"])
-    #: The sync cursor; written only after the work up to it was published.
-    history_id: int | None = None
-    watch_expiration: datetime | None = None
-    gmail_base_url: str = "https://gmail.googleapis.com"
-    token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
-    scopes: list[str] = Field(
-        default_factory=lambda: ["https://www.googleapis.com/auth/gmail.modify"]
-    )
-    processed_strategy: Literal["none", "label", "remove_unread"] = "none"
-    processed_label: str = "PSA/Processed"
-    #: Lower bound of the full sync after a cursor expiry (the newest message already handled).
-    last_processed_at: datetime | None = None
+    Raises:
+        ConfigurationError: ``provider`` is missing or names no registered provider.
+    """
+    from .providers import config_from_dict
 
-    @field_serializer("service_account_info", when_used="json")
-    def _mask_sa(self, value: SecretStr | None) -> str | None:
-        return None if value is None else "**********"
-
-    @property
-    def topic_path(self) -> str | None:
-        """``projects/{project_id}/topics/{pubsub_topic_name}`` (or the name if already a path)."""
-        if not self.pubsub_topic_name:
-            return None
-        if self.pubsub_topic_name.startswith("projects/"):
-            return self.pubsub_topic_name
-        if not self.project_id:
-            return None
-        return f"projects/{self.project_id}/topics/{self.pubsub_topic_name}"
+    return config_from_dict(data)
 
     @property
     def subscription_path(self) -> str | None:
@@ -410,23 +353,7 @@ class GmailProviderConfig(_ProviderConfigBase):
         return prefix.startswith("projects/") and "/" not in prefix[9:] and last == expected
 
 
-ProviderConfig: TypeAlias = Annotated[
-    MicrosoftProviderConfig | GmailProviderConfig, Field(discriminator="provider")
-]
-
-
-def provider_config_from_dict(
-    data: Mapping[str, Any],
-) -> MicrosoftProviderConfig | GmailProviderConfig:
-    """Rebuild a config stored with :func:`provider_config_to_storage` (secrets revealed)."""
-    if data.get("provider") == "google":
-        return GmailProviderConfig.model_validate(data)
-    return MicrosoftProviderConfig.model_validate(data)
-
-
-def provider_config_to_storage(
-    config: MicrosoftProviderConfig | GmailProviderConfig,
-) -> dict[str, Any]:
+def provider_config_to_storage(config: ProviderConfigBase) -> dict[str, Any]:
     """The config as a JSON-able dict with secrets revealed: for stores only, never for logs."""
     data = config.model_dump(mode="python")
     for key, value in list(data.items()):
@@ -474,3 +401,18 @@ class Job(_Model):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _to_utc(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Re-exports: each provider's config lives in its provider package (kept importable from here).
+
+from .providers.gmail.config import GmailProviderConfig  # noqa: E402
+from .providers.graph.config import (  # noqa: E402
+    GRAPH_MAX_SUBSCRIPTION_MINUTES,
+    MicrosoftProviderConfig,
+)
+
+#: The configs of the built-in providers, discriminated by ``provider``.
+ProviderConfig: TypeAlias = Annotated[
+    MicrosoftProviderConfig | GmailProviderConfig, Field(discriminator="provider")
+]

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import requests
 
-from .adapter import EmailProviderAdapter, SyncBatch
+from .adapter import BatchFetch, EmailProviderAdapter, Reauthorize, SyncBatch
 from .errors import (
     AuthError,
     AuthExpiredError,
@@ -60,7 +60,6 @@ from .models import (
     EmailBody,
     EmailMessage,
     EmailProviderAuthFailed,
-    GmailProviderConfig,
     InboundEmailReceived,
     Job,
     MailParityEvent,
@@ -68,7 +67,7 @@ from .models import (
     utcnow,
 )
 from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
-from .providers import create_adapter
+from .providers import create_adapter, spec_for
 
 __all__ = [
     "AdapterFactory",
@@ -688,26 +687,10 @@ class Processor:
         self, job: Job, provider: AnyProviderConfig, adapter: EmailProviderAdapter[Any]
     ) -> None:
         pid = provider.provider_id
-        if job.kind == "gmail_history" and isinstance(provider, GmailProviderConfig):
-            pushed = job.payload.get("history_id")
-            try:
-                pushed_id = int(pushed) if pushed is not None else None
-            except (TypeError, ValueError):
-                pushed_id = None
-            if (
-                pushed_id is not None
-                and provider.history_id is not None
-                and pushed_id <= provider.history_id
-            ):
-                # Everything up to the stored cursor was published already: a stale push.
-                log.debug("provider %s: push %s is behind the cursor; done", pid, pushed_id)
-                self.store.complete_job(job.id)
-                return
-        fetch = getattr(adapter, "fetch_changes", None)
-        commit = getattr(adapter, "commit_cursor", None)
-        if not callable(fetch) or not callable(commit):
-            log.error("adapter %r cannot sync (no fetch_changes/commit_cursor); buried", adapter)
-            self.store.bury_job(job.id, error="adapter has no fetch_changes/commit_cursor")
+        if spec_for(provider).stale_push(provider, job.payload):
+            # Everything up to the stored cursor was published already: a stale push.
+            log.debug("provider %s: the push is behind the cursor; done", pid)
+            self.store.complete_job(job.id)
             return
         lock = f"cursor:{pid}"
         owner = self._owner()
@@ -717,18 +700,19 @@ class Processor:
                 "cursor is busy (another sync of this mailbox runs)", self.backoff_base
             )
         try:
-            batch = fetch()
+            batch = adapter.fetch_changes()
             if not isinstance(batch, SyncBatch):
                 raise TypeError("fetch_changes must return a SyncBatch")
             pending: list[MessageResult] = []
             ids = list(batch.message_ids)
-            fetch_many = getattr(adapter, "get_messages_details", None)
-            chunk = self.batch_size if callable(fetch_many) and len(ids) >= self.batch_min else 1
+            batching = isinstance(adapter, BatchFetch) and len(ids) >= self.batch_min
+            chunk = self.batch_size if batching else 1
             for start in range(0, len(ids), chunk):
                 part = ids[start : start + chunk]
                 fetched: dict[str, Any] = {}
                 if chunk > 1:
-                    fetched = self._prefetch(fetch_many, pid, part)
+                    assert isinstance(adapter, BatchFetch)
+                    fetched = self._prefetch(adapter, pid, part)
                 for message_id in part:
                     now = self.clock()
                     # Keep the lock while a long batch runs (same owner: extends the lease).
@@ -744,7 +728,7 @@ class Processor:
                 raise _RetryLaterError(
                     f"{len(pending)} message(s) not yet delivered: {pending[0].error}", delay
                 )
-            if not commit(batch):
+            if not adapter.commit_cursor(batch):
                 log.warning(
                     "provider %s: cursor moved meanwhile; this batch's cursor was not committed",
                     pid,
@@ -753,7 +737,7 @@ class Processor:
         finally:
             self.store.release_lock(lock, owner)
 
-    def _prefetch(self, fetch_many: Any, provider_id: str, ids: list[str]) -> dict[str, Any]:
+    def _prefetch(self, adapter: BatchFetch, provider_id: str, ids: list[str]) -> dict[str, Any]:
         """Fetch in one batched call the messages of ``ids`` that still need fetching.
 
         Ids already published (or given up on, or owned by a message_retry job) are left out,
@@ -768,7 +752,7 @@ class Processor:
         if len(wanted) < 2:
             return {}
         try:
-            found = fetch_many(wanted)
+            found = adapter.get_messages_details(wanted)
         except (AuthError, ConfigurationError):
             raise
         except Exception as exc:  # the single fetches will retry and count failures properly
@@ -784,7 +768,7 @@ class Processor:
         pid = provider.provider_id
         event = job.payload.get("event")
         subscription_id = job.payload.get("subscription_id")
-        current = getattr(provider, "webhook_subscription_id", None)
+        current = spec_for(provider).subscription_id(provider)
         stale = bool(subscription_id and current and subscription_id != current)
         if event not in _LIFECYCLE_EVENTS:
             log.warning("provider %s: unknown lifecycle event %r; ignored", pid, event)
@@ -797,9 +781,8 @@ class Processor:
             return
         try:
             if event == "reauthorizationRequired":
-                reauthorize = getattr(adapter, "reauthorize_subscription", None)
-                if callable(reauthorize):
-                    reauthorize()
+                if isinstance(adapter, Reauthorize):
+                    adapter.reauthorize_subscription()
                 else:
                     adapter.renew_webhook_subscription()
             elif event == "subscriptionRemoved":

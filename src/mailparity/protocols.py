@@ -14,11 +14,10 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .models import (
-    GmailProviderConfig,
     Job,
     MailParityEvent,
-    MicrosoftProviderConfig,
     OAuthTokens,
+    ProviderConfigBase,
 )
 
 __all__ = [
@@ -36,7 +35,8 @@ __all__ = [
     "StateStore",
 ]
 
-AnyProviderConfig: TypeAlias = MicrosoftProviderConfig | GmailProviderConfig
+#: A provider config of any registered provider (each provider subclasses the base).
+AnyProviderConfig: TypeAlias = ProviderConfigBase
 
 
 @runtime_checkable
@@ -62,11 +62,13 @@ class ProviderStore(Protocol):
         ...
 
     def find_provider_by_subscription(self, subscription_id: str) -> AnyProviderConfig | None:
-        """The Microsoft provider whose ``webhook_subscription_id`` is ``subscription_id``."""
+        """The provider whose push subscription id is ``subscription_id`` (what its spec's
+        ``subscription_id(config)`` returns, e.g. Graph's ``webhook_subscription_id``)."""
         ...
 
     def find_provider_by_mailbox(self, provider: str, mailbox: str) -> AnyProviderConfig | None:
-        """The provider (``"microsoft"``/``"google"``) for ``mailbox``, case-insensitively."""
+        """The config of provider kind ``provider`` (a registry key) for ``mailbox``,
+        case-insensitively."""
         ...
 
     def save_provider(self, config: AnyProviderConfig) -> None:
@@ -111,10 +113,15 @@ class ProviderRegistry(Protocol):
         Raises ``KeyError`` when the provider does not exist."""
         ...
 
-    def compare_and_set_history_id(
-        self, provider_id: str, expected: int | None, new: int
-    ) -> bool:
-        """Set the Gmail cursor to ``new`` only if it is still ``expected``; True if it was set."""
+    def compare_and_set_cursor(self, provider_id: str, expected: Any, new: Any) -> bool:
+        """Set the provider's catch-up cursor (the config field its spec's ``cursor_field``
+        names) to ``new`` only if it is still ``expected``; True if it was set. False for an
+        unknown provider. Raises ValueError for a provider without a cursor field, or a value
+        its config rejects. Atomic: two racing callers with the same ``expected`` cannot both
+        win.
+
+        The shipped stores keep the former, Gmail-only name ``compare_and_set_history_id`` as an
+        alias; the library calls it only on a store that lacks this method."""
         ...
 
     def delete_provider(self, provider_id: str) -> None:

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from ..models import GmailProviderConfig, MicrosoftProviderConfig
+from ..models import ProviderConfigBase
 from ..protocols import ClaimOutcome
+from ..providers import spec_for
 
 __all__ = [
     "EPOCH",
@@ -25,6 +26,7 @@ __all__ = [
     "config_mailbox_key",
     "config_subscription_id",
     "copy_model",
+    "cursor_swap",
     "dedupe_claim_outcome",
     "from_micros",
     "lease_live",
@@ -34,7 +36,7 @@ __all__ = [
     "utc_now_micros",
 ]
 
-AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+AnyConfig = ProviderConfigBase
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -135,10 +137,38 @@ def config_mailbox_key(mailbox: str) -> str:
 
 
 def config_subscription_id(config: AnyConfig) -> str | None:
-    """The Graph subscription id a config is found by (None for Gmail)."""
-    if isinstance(config, MicrosoftProviderConfig):
-        return config.webhook_subscription_id
-    return None
+    """The push subscription id a config is found by (its spec's ``subscription_id``; None for a
+    provider whose pushes are routed otherwise)."""
+    return spec_for(config).subscription_id(config)
+
+
+#: The cursor field the former ``compare_and_set_history_id`` moves.
+LEGACY_CURSOR_FIELD = "history_id"
+
+
+def cursor_swap(
+    config: AnyConfig, expected: Any, new: Any, *, legacy: bool = False
+) -> AnyConfig | None:
+    """``config`` with its catch-up cursor set to ``new`` when the cursor is still ``expected``;
+    None when it is not (the compare-and-set lost). The caller stores the result atomically with
+    the read of ``config``.
+
+    Raises ValueError when the provider has no cursor field (or, with ``legacy``, when it is not
+    ``history_id``: the former ``compare_and_set_history_id`` served Gmail only), or when the
+    config rejects ``new``."""
+    name = spec_for(config).cursor_field
+    if legacy and name != LEGACY_CURSOR_FIELD:
+        raise ValueError(
+            f"provider {config.provider_id!r} is not a Gmail provider (its cursor is not"
+            f" {LEGACY_CURSOR_FIELD})"
+        )
+    if name is None:
+        raise ValueError(
+            f"provider {config.provider_id!r} ({config.provider}) has no catch-up cursor field"
+        )
+    if getattr(config, name) != expected:
+        return None
+    return apply_config_changes(config, {name: new})
 
 
 def normalize_config(config: AnyConfig) -> AnyConfig:

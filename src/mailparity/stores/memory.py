@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from ..models import GmailProviderConfig, Job, MicrosoftProviderConfig, OAuthTokens
+from ..models import Job, OAuthTokens, ProviderConfigBase
 from ..protocols import ClaimOutcome
 from ._common import (
     LEASE_EXPIRED_ERROR,
@@ -21,6 +21,7 @@ from ._common import (
     config_mailbox_key,
     config_subscription_id,
     copy_model,
+    cursor_swap,
     dedupe_claim_outcome,
     lease_live,
     normalize_config,
@@ -29,7 +30,7 @@ from ._common import (
 
 __all__ = ["InMemoryStore"]
 
-AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+AnyConfig = ProviderConfigBase
 
 
 @dataclass
@@ -124,18 +125,24 @@ class InMemoryStore:
             self._providers[provider_id] = updated
             return copy_model(updated)
 
+    def compare_and_set_cursor(self, provider_id: str, expected: Any, new: Any) -> bool:
+        return self._compare_and_set(provider_id, expected, new, legacy=False)
+
     def compare_and_set_history_id(
         self, provider_id: str, expected: int | None, new: int
     ) -> bool:
+        """The former name of :meth:`compare_and_set_cursor` (a Gmail ``history_id`` only)."""
+        return self._compare_and_set(provider_id, expected, int(new), legacy=True)
+
+    def _compare_and_set(self, provider_id: str, expected: Any, new: Any, *, legacy: bool) -> bool:
         with self._lock:
             current = self._providers.get(provider_id)
             if current is None:
                 return False
-            if not isinstance(current, GmailProviderConfig):
-                raise ValueError(f"provider {provider_id!r} is not a Gmail provider")
-            if current.history_id != expected:
+            updated = cursor_swap(current, expected, new, legacy=legacy)
+            if updated is None:
                 return False
-            self._providers[provider_id] = current.model_copy(update={"history_id": int(new)})
+            self._providers[provider_id] = updated
             return True
 
     def delete_provider(self, provider_id: str) -> None:

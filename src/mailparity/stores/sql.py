@@ -35,10 +35,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ..errors import StoreError
 from ..models import (
-    GmailProviderConfig,
     Job,
-    MicrosoftProviderConfig,
     OAuthTokens,
+    ProviderConfigBase,
     provider_config_from_dict,
     provider_config_to_storage,
     utcnow,
@@ -49,6 +48,7 @@ from ._common import (
     apply_config_changes,
     config_mailbox_key,
     config_subscription_id,
+    cursor_swap,
     dedupe_claim_outcome,
     to_utc,
 )
@@ -56,7 +56,7 @@ from .migrations import begin_write, check_dialect, current_version, latest_vers
 
 __all__ = ["SqlStore", "current_version", "latest_version", "upgrade", "upgrade_database"]
 
-AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+AnyConfig = ProviderConfigBase
 _T = TypeVar("_T")
 
 
@@ -347,7 +347,7 @@ class SqlStore:
         return None if text is None else _config_from_text(text)
 
     def find_provider_by_subscription(self, subscription_id: str) -> AnyConfig | None:
-        """The Microsoft provider whose ``webhook_subscription_id`` is ``subscription_id``."""
+        """The provider whose push subscription id is ``subscription_id``."""
         with self._read("find_provider_by_subscription") as conn:
             text = conn.execute(
                 sa.select(providers_table.c.config)
@@ -430,23 +430,32 @@ class SqlStore:
 
         return self._write("update_provider", work)
 
+    def compare_and_set_cursor(self, provider_id: str, expected: Any, new: Any) -> bool:
+        """Set the provider's cursor to ``new`` only if it is still ``expected`` (row-locked)."""
+        return self._compare_and_set("compare_and_set_cursor", provider_id, expected, new)
+
     def compare_and_set_history_id(
         self, provider_id: str, expected: int | None, new: int
     ) -> bool:
-        """Set the Gmail cursor to ``new`` only if it is still ``expected``."""
+        """The former name of :meth:`compare_and_set_cursor` (a Gmail ``history_id`` only)."""
+        return self._compare_and_set(
+            "compare_and_set_history_id", provider_id, expected, int(new), legacy=True
+        )
 
+    def _compare_and_set(
+        self, operation: str, provider_id: str, expected: Any, new: Any, *, legacy: bool = False
+    ) -> bool:
         def work(conn: sa.Connection) -> bool:
             current = self._locked_config(conn, provider_id)
             if current is None:
                 return False
-            if not isinstance(current, GmailProviderConfig):
-                raise ValueError(f"provider {provider_id!r} is not a Gmail provider")
-            if current.history_id != expected:
+            updated = cursor_swap(current, expected, new, legacy=legacy)
+            if updated is None:
                 return False
-            self._store_config(conn, current.model_copy(update={"history_id": int(new)}))
+            self._store_config(conn, updated)
             return True
 
-        return self._write("compare_and_set_history_id", work)
+        return self._write(operation, work)
 
     def delete_provider(self, provider_id: str) -> None:
         """Remove the provider, its tokens, jobs, dedupe keys and meta values."""

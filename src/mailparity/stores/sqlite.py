@@ -28,10 +28,9 @@ from typing import Any, Literal
 
 from ..errors import StoreError
 from ..models import (
-    GmailProviderConfig,
     Job,
-    MicrosoftProviderConfig,
     OAuthTokens,
+    ProviderConfigBase,
     provider_config_from_dict,
     provider_config_to_storage,
 )
@@ -41,6 +40,7 @@ from ._common import (
     apply_config_changes,
     config_mailbox_key,
     config_subscription_id,
+    cursor_swap,
     dedupe_claim_outcome,
     from_micros,
     normalize_config,
@@ -50,7 +50,7 @@ from ._common import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-AnyConfig = MicrosoftProviderConfig | GmailProviderConfig
+AnyConfig = ProviderConfigBase
 
 # Each entry upgrades the schema from the previous version; never edit a released entry, append.
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -381,7 +381,7 @@ class SqliteStore:
     def find_provider_by_subscription(self, subscription_id: str) -> AnyConfig | None:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT data FROM providers WHERE subscription_id = ? AND provider = 'microsoft'"
+                "SELECT data FROM providers WHERE subscription_id = ?"
                 " ORDER BY provider_id LIMIT 1",
                 (subscription_id,),
             ).fetchone()
@@ -440,9 +440,16 @@ class SqliteStore:
             self._write_provider(conn, updated)
         return updated
 
+    def compare_and_set_cursor(self, provider_id: str, expected: Any, new: Any) -> bool:
+        return self._compare_and_set(provider_id, expected, new, legacy=False)
+
     def compare_and_set_history_id(
         self, provider_id: str, expected: int | None, new: int
     ) -> bool:
+        """The former name of :meth:`compare_and_set_cursor` (a Gmail ``history_id`` only)."""
+        return self._compare_and_set(provider_id, expected, int(new), legacy=True)
+
+    def _compare_and_set(self, provider_id: str, expected: Any, new: Any, *, legacy: bool) -> bool:
         with self._transaction() as conn:
             current = self._config_from_row(
                 conn.execute(
@@ -451,11 +458,10 @@ class SqliteStore:
             )
             if current is None:
                 return False
-            if not isinstance(current, GmailProviderConfig):
-                raise ValueError(f"provider {provider_id!r} is not a Gmail provider")
-            if current.history_id != expected:
+            updated = cursor_swap(current, expected, new, legacy=legacy)
+            if updated is None:
                 return False
-            self._write_provider(conn, current.model_copy(update={"history_id": int(new)}))
+            self._write_provider(conn, updated)
             return True
 
     def delete_provider(self, provider_id: str) -> None:

@@ -182,7 +182,7 @@ def _save(
 
         create_adapter(config, store=store, session=session).register_webhook_subscription()
     saved = store.get_provider(config.provider_id)
-    if saved is None or saved.provider != config.provider:
+    if saved is None or type(saved) is not type(config):
         raise RuntimeError(f"the store did not keep provider {config.provider_id!r}")
     return saved
 

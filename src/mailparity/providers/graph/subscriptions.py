@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from ...models import GRAPH_MAX_SUBSCRIPTION_MINUTES, MicrosoftProviderConfig
+from .config import GRAPH_MAX_SUBSCRIPTION_MINUTES, MicrosoftProviderConfig
 from .messages import format_graph_datetime
 
 __all__ = [

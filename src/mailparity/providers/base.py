@@ -1,0 +1,123 @@
+"""The provider seam: what a provider package hands the core.
+
+A provider is a package under ``mailparity/providers/`` (or anywhere: third-party packages
+register the same way) that exposes one :class:`ProviderSpec` and registers it with
+:func:`mailparity.providers.register`. The core (stores, processing, maintenance, webhooks, the
+WSGI app, ``contrib/``, the CLI, the testing kit) only ever asks the registry; it never names a
+provider. The spec says:
+
+* ``key``: the provider's one name everywhere: ``EmailMessage.provider``, the config's
+  ``provider`` field, the webhook URL segment (``/microsoft``), the CLI sub-command;
+* ``config_model``: the pydantic config (a :class:`~mailparity.models.ProviderConfigBase`);
+* ``adapter``: the :class:`~mailparity.adapter.EmailProviderAdapter` subclass (or the
+  ``"module:Name"`` that holds it, imported on first use so ``import mailparity`` stays cheap);
+* ``push``: the push source that turns a webhook request into jobs, or None for a provider
+  without webhooks (IMAP listens with IDLE; maintenance's catch-up sync serves it all the same);
+* ``renewal``: when the push registration (Graph subscription, Gmail watch) is renewed, or None
+  when there is nothing to renew;
+* ``cursor_field``: the config field holding the catch-up cursor, moved by the stores'
+  :meth:`~mailparity.protocols.ProviderRegistry.compare_and_set_cursor`; ``stale_push`` tells a
+  push already covered by that cursor (nothing to read);
+* ``subscription_id``: the id a push is routed by (stores index it for
+  ``find_provider_by_subscription``);
+* ``cli_connect`` / ``web_connect``: the sign-in flows (``mailparity connect <key>``; web
+  connect is for host applications).
+
+Everything given as a ``"module:Name"`` string is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..adapter import EmailProviderAdapter
+    from ..models import ProviderConfigBase
+
+__all__ = ["ProviderSpec", "RenewalRule", "resolve"]
+
+
+def resolve(ref: Any) -> Any:
+    """``ref`` itself, or the object a ``"package.module:Name"`` string points at."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, _, attribute = ref.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"not a 'module:Name' reference: {ref!r}")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute)
+
+
+def _no_subscription(config: Any) -> str | None:
+    return None
+
+
+def _never_stale(config: Any, payload: Mapping[str, Any]) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class RenewalRule:
+    """When a provider's push registration (subscription, watch) must be created or renewed.
+
+    Attributes:
+        needs_renewal: ``needs_renewal(config, now, settings) -> bool``; ``settings`` holds this
+            rule's ``settings`` updated with the host's overrides (``Maintenance(**settings)``).
+        state: ``state(config) -> (subscription_id, expires_at)``: the current registration, each
+            None when there is none (a watch has no id: ``(None, expiry)``). Maintenance compares
+            the id before and after a renewal to notice a recreated subscription (a gap in pushes).
+        settings: the rule's tunables and their defaults (name -> timedelta).
+    """
+
+    needs_renewal: Callable[[Any, datetime, Mapping[str, timedelta]], bool]
+    state: Callable[[Any], tuple[str | None, datetime | None]]
+    settings: Mapping[str, timedelta] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything the core needs to know about one provider (see the module docstring)."""
+
+    key: str
+    config_model: type[ProviderConfigBase]
+    adapter: type[EmailProviderAdapter[Any]] | str
+    title: str = ""
+    push: Any = None
+    #: The ``WebhookHandler`` keyword arguments the push source takes (for example
+    #: ``google_audience``); they are passed to the push source's constructor.
+    push_options: frozenset[str] = frozenset()
+    renewal: RenewalRule | None = None
+    cursor_field: str | None = None
+    subscription_id: Callable[[Any], str | None] = _no_subscription
+    #: ``stale_push(config, job_payload) -> bool``: the push a cursor job carries is already
+    #: covered by the stored cursor (the job is done without calling the provider).
+    stale_push: Callable[[Any, Mapping[str, Any]], bool] = _never_stale
+    cli_connect: Any = None
+    web_connect: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.key or not self.key.isascii() or not self.key.replace("_", "").isalnum():
+            raise ValueError(f"a provider key is a short ASCII name, not {self.key!r}")
+        if self.key != self.key.lower():
+            raise ValueError(f"a provider key is lower case, not {self.key!r}")
+
+    def adapter_class(self) -> type[EmailProviderAdapter[Any]]:
+        """The adapter class (imported on first use)."""
+        cls: type[EmailProviderAdapter[Any]] = resolve(self.adapter)
+        return cls
+
+    def push_source_class(self) -> Any:
+        """The push source class, or None for a provider without webhooks."""
+        return None if self.push is None else resolve(self.push)
+
+    def cli_connect_hook(self) -> Any:
+        """The CLI connect hook (``add_arguments(parser)`` and ``run(args, ctx)``), or None."""
+        return None if self.cli_connect is None else resolve(self.cli_connect)
+
+    def renewal_settings(self) -> dict[str, timedelta]:
+        """The renewal rule's default settings (empty without a rule)."""
+        return dict(self.renewal.settings) if self.renewal is not None else {}
