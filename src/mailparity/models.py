@@ -327,32 +327,6 @@ def provider_config_from_dict(data: Mapping[str, Any]) -> ProviderConfigBase:
 
     return config_from_dict(data)
 
-    @property
-    def subscription_path(self) -> str | None:
-        """``projects/{project_id}/subscriptions/{pubsub_subscription_name}`` (or the name if
-        already a path, or the bare name when no ``project_id`` is known); None when unset."""
-        name = (self.pubsub_subscription_name or "").strip()
-        if not name:
-            return None
-        if name.startswith("projects/") or not self.project_id:
-            return name
-        return f"projects/{self.project_id}/subscriptions/{name}"
-
-    def accepts_push_subscription(self, subscription: str) -> bool:
-        """Whether a Pub/Sub push envelope's ``subscription`` is this mailbox's own.
-
-        True when no subscription is configured (nothing to bind to). A full configured path
-        must match exactly; a bare name (no ``project_id``) matches the last segment of a
-        ``projects/*/subscriptions/NAME`` path."""
-        expected = self.subscription_path
-        if expected is None:
-            return True
-        if expected.startswith("projects/"):
-            return subscription == expected
-        prefix, _, last = subscription.rpartition("/subscriptions/")
-        return prefix.startswith("projects/") and "/" not in prefix[9:] and last == expected
-
-
 def provider_config_to_storage(config: ProviderConfigBase) -> dict[str, Any]:
     """The config as a JSON-able dict with secrets revealed: for stores only, never for logs."""
     data = config.model_dump(mode="python")
