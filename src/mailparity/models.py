@@ -167,6 +167,11 @@ class EmailMessage(_Model):
     def _utc(cls, value: datetime) -> datetime:
         return _to_utc(value)
 
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _registered_provider(value)
+
     def header(self, name: str) -> str | None:
         """The value of the first header called ``name`` (case-insensitive), or None."""
         wanted = name.lower()
@@ -179,6 +184,15 @@ class EmailMessage(_Model):
         """Every value of the headers called ``name`` (case-insensitive), in order."""
         wanted = name.lower()
         return [item.value for item in self.headers if item.name.lower() == wanted]
+
+
+def _registered_provider(value: str) -> str:
+    """``value`` if a provider is registered under it (ValueError otherwise)."""
+    from .providers import is_registered
+
+    if not is_registered(value):
+        raise ValueError(f"{value!r} is not a registered provider")
+    return value
 
 
 class _Event(_Model):

@@ -34,6 +34,7 @@ __all__ = [
     "config_from_dict",
     "create_adapter",
     "get_spec",
+    "is_registered",
     "provider_keys",
     "register",
     "spec_for",
@@ -118,6 +119,13 @@ def specs() -> list[ProviderSpec]:
     _load_builtins()
     with _lock:
         return list(_registry.values())
+
+
+def is_registered(key: str) -> bool:
+    """Whether a provider is registered under ``key`` (cheap: one dict lookup)."""
+    if not _builtins_loaded:
+        _load_builtins()
+    return key in _registry
 
 
 def provider_keys() -> tuple[str, ...]:
