@@ -2,7 +2,8 @@
 
 The corpus of real emails and API payloads lives beside the repository in ``../shared/corpus`` (it
 is not copied into the project); ``MAILPARITY_CORPUS`` points elsewhere. Tests that need it skip
-with a clear reason when it is absent.
+with a clear reason when it is absent, except under ``CI=true``, where a missing corpus fails them:
+a CI run that silently skips the real-mail tests would prove nothing.
 """
 
 from __future__ import annotations
@@ -21,13 +22,36 @@ def corpus_path() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "corpus"
 
 
-@pytest.fixture
-def corpus_dir() -> Path:
-    """The shared corpus folder; skips the test when it is absent."""
+def corpus_required() -> bool:
+    """Whether a missing corpus is a failure (``CI=true``) rather than a reason to skip."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_corpus() -> Path:
+    """The shared corpus folder; skips the calling test when it is absent, fails it under CI."""
     path = corpus_path()
     if not path.is_dir():
-        pytest.skip(f"shared corpus not found at {path} (set MAILPARITY_CORPUS to its folder)")
+        reason = f"shared corpus not found at {path} (set MAILPARITY_CORPUS to its folder)"
+        if corpus_required():
+            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+        pytest.skip(reason)
     return path
+
+
+def corpus_files(folder: str, pattern: str = "*.eml") -> list[str]:
+    """File names of a corpus folder, for parametrizing at collection time.
+
+    Without the corpus the list is one placeholder, so the test still runs, reaches
+    :func:`require_corpus` (or the ``corpus_dir`` fixture) and skips or, under CI, fails."""
+    path = corpus_path() / folder
+    names = sorted(item.name for item in path.glob(pattern)) if path.is_dir() else []
+    return names or ["<corpus missing>"]
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    """The shared corpus folder; skips the test when it is absent (fails under ``CI=true``)."""
+    return require_corpus()
 
 
 class FakeClock:

@@ -147,7 +147,12 @@ def test_corpus_attachments_item_reference_and_inline(
     listed = load(corpus_dir, "demisto__MicrosoftGraphMail__mail_with_attachments.json")
     reference = load(corpus_dir, "msgraphdocs__attachment-get__get_reference_attachment.json")
     item = load(corpus_dir, "msgraphdocs__attachment-get__get_item_attachment.json")
-    rsps.get(f"{ME}/messages/AAMkMSG1=", json=message(attachments=[*listed, reference, item]))
+    shown = {"contentType": "html",
+             "content": '<p>See <img src="cid:f1145f66-90fe-4604-a7ea-faac8c33684e"></p>'}
+    rsps.get(
+        f"{ME}/messages/AAMkMSG1=",
+        json=message(attachments=[*listed, reference, item], body=shown),
+    )
     email = _adapter(clock).get_message_details("AAMkMSG1=")
     assert len(rsps.calls) == 1
     by_id = {a.id: a for a in email.attachments}
@@ -158,7 +163,8 @@ def test_corpus_attachments_item_reference_and_inline(
     inline = [a for a in email.attachments if a.is_inline and a.content_type == "image/png"]
     assert inline[0].content_id == "f1145f66-90fe-4604-a7ea-faac8c33684e"
     ref = by_id[reference["id"]]
-    assert (ref.size, ref.is_inline) == (1060, True)
+    # isInline claimed but never shown by the HTML: an ordinary attachment (the one rule).
+    assert (ref.size, ref.is_inline) == (1060, False)
     assert by_id[item["id"]].size == 32005
     assert len(email.attachments) == len(listed) + 2
 

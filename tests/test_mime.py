@@ -161,7 +161,14 @@ def test_dangerous_python_codecs_are_not_used_as_charsets() -> None:
         ("naïve".encode(), "charset", "naïve"),  # garbage label
         ("naïve".encode("cp1252"), "fakescii", "naïve"),
         ("\u201cq\u201d".encode("cp1252"), None, "\u201cq\u201d"),
-        (b"\x81\x8d", "utf-8", "\x81\x8d"),  # undefined in cp1252: Latin-1 decodes anything
+        (b"\x81", "utf-8", "\x81"),  # undefined everywhere: Latin-1 decodes anything
+        # Bytes windows-1252 leaves undefined: East Asian text under a wrong label.
+        ("メール".encode("shift_jis"), "us-ascii", "メール"),
+        # ISO-8859-1 and US-ASCII labels are read as windows-1252 (quotes, dashes).
+        (b"\x93q\x94 \x96 x", "iso-8859-1", "\u201cq\u201d \u2013 x"),
+        (b"it\x92s", "us-ascii", "it\u2019s"),
+        # ISO-2022-JP with NEC extensions (circled digits), the CP50220 family.
+        (b"\x1b$B-!-\"\x1b(B", "iso-2022-jp", "\u2460\u2461"),
         ("\ufeffbom".encode(), "utf-8", "bom"),
         (b"", "utf-8", ""),
         ("a+b".encode("utf-7"), "unicode-1-1-utf-7", "a+b"),
@@ -261,10 +268,13 @@ def test_name_equal_to_address_is_no_name() -> None:
     assert parse_address("'bob@x.com' <bob@x.com>") == EmailAddress(email="bob@x.com")
 
 
-def test_empty_angle_address_is_skipped() -> None:
-    assert parse_address_list('"Nobody" <>, real@example.com') == [
-        EmailAddress(email="real@example.com")
+def test_null_address_keeps_its_display_name() -> None:
+    # Bounces come from "MAILER-DAEMON <>": the name is all there is of the sender.
+    assert parse_address_list('"Nobody" <>, real@example.com, <>') == [
+        EmailAddress(email="", name="Nobody"),
+        EmailAddress(email="real@example.com"),
     ]
+    assert parse_address("MAILER-DAEMON <>") == EmailAddress(email="", name="MAILER-DAEMON")
 
 
 def test_source_route_and_mailto_removed() -> None:
@@ -291,7 +301,7 @@ def test_bare_local_mailbox_is_kept() -> None:
 @given(st.text(alphabet=st.sampled_from(list('<>"(),;:@\\ ab.=?Q_\r\n')), max_size=80))
 def test_address_fuzz_never_raises(value: str) -> None:
     for address in parse_address_list(value):
-        assert address.email
+        assert address.email or address.name  # the null address only with a display name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -512,7 +522,8 @@ xx
 --b--
 """
     parsed = parse_mime(raw)
-    assert parsed.attachments[0].is_inline is True
+    # "inline", but no HTML shows it: an ordinary attachment (the one inline rule).
+    assert parsed.attachments[0].is_inline is False
     assert parsed.attachments[0].name == "photo.jpg"
 
 

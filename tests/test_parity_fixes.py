@@ -60,18 +60,31 @@ def test_clean_header_text_normalises_white_space_but_never_decodes_again() -> N
 
 
 def test_is_inline_part_rule() -> None:
-    html = '<IMG SRC="CID:Logo@X"><a href="https://x/doc.png">'
-    assert mime.is_inline_part(declared_inline=True, content_id=None, html=None)
+    html = '<IMG SRC="CID:Logo@X"><a href="https://x/doc.png"><div style="background: url(a.gif)">'
+    # Shown by the HTML: inline, whatever the disposition or the structure says.
     assert mime.is_inline_part(declared_inline=False, content_id="<logo@x>", html=html)
-    assert not mime.is_inline_part(declared_inline=False, content_id="other@x", html=html)
-    assert not mime.is_inline_part(
+    assert mime.is_inline_part(
         declared_inline=False, content_id="logo@x", html=html, related=False
     )
-    assert not mime.is_inline_part(declared_inline=False, content_id="logo@x", html=None)
     assert mime.is_inline_part(
         declared_inline=False, content_id=None, html=html, location="https://x/doc.png"
     )
+    assert mime.is_inline_part(declared_inline=False, content_id=None, html=html, location="A.gif")
+    # Claimed inline but never shown: an ordinary attachment.
+    assert not mime.is_inline_part(declared_inline=True, content_id=None, html=None)
+    assert not mime.is_inline_part(declared_inline=True, content_id="other@x", html=html)
+    assert not mime.is_inline_part(declared_inline=False, content_id="logo", html=html)
+    assert not mime.is_inline_part(declared_inline=False, content_id="logo@x", html=None)
     assert not mime.is_inline_part(declared_inline=False, content_id=None, html=html, location=" ")
+
+
+def test_html_references_are_read_once_and_match_exactly() -> None:
+    refs = mime.HtmlReferences('<img src="cid:a%40b"><img src=\'cid:c@d\'> cid:e@f.')
+    assert refs.cids == {"a@b", "a%40b", "c@d", "e@f"}
+    assert refs.shows("<A@B>")
+    assert refs.shows("e@f")
+    assert not refs.shows("e")
+    assert not mime.HtmlReferences(None).shows("a@b", "x.png")
 
 
 # ------------------------------------------------------------------------------ Graph

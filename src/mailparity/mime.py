@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.generator import BytesGenerator
 from io import BytesIO
+from urllib.parse import unquote
 
 from .html import html_to_text
 from .models import Attachment, EmailAddress, EmailBody, EmailMessage, Header
 
 __all__ = [
+    "HtmlReferences",
     "MimeAttachment",
     "ParsedMime",
     "attachment_name",
@@ -118,10 +120,13 @@ _CHARSET_ALIASES: dict[str, str] = {
     "646": "us-ascii",
 }
 
+#: Pseudo codec name: ISO-2022-JP with the Microsoft extensions (the CP50220 family).
+_ISO2022JP_MS = "iso2022_jp_ms"
+
 #: When a charset of a family fails, its siblings are tried before the generic fallbacks: a
 #: message labelled ISO-2022-JP that is really Shift_JIS is common (and in the corpus).
 _FAMILIES: tuple[tuple[str, ...], ...] = (
-    ("iso2022_jp_ext", "iso2022_jp_2", "cp932", "euc_jp"),
+    ("iso2022_jp_ext", _ISO2022JP_MS, "iso2022_jp_2", "cp932", "euc_jp"),
     ("cp949", "iso2022_kr"),
     ("gb18030", "big5hkscs"),
 )
@@ -152,14 +157,94 @@ def _codec_for(charset: str | None) -> str | None:
     name = info.name.replace("-", "_")  # Python spells some canonical names with "-"
     if name in _FORBIDDEN_CODECS or not getattr(info, "_is_text_encoding", True):
         return None
-    return name
+    # Text labelled ISO-8859-1 or US-ASCII is read as windows-1252, as every mail client and
+    # browser does (WHATWG Encoding): Windows mailers put their curly quotes and dashes (bytes
+    # 0x80-0x9F) under those labels, and ISO-8859-1 would turn them into C1 control characters.
+    return _WINDOWS_SUPERSETS.get(name, name)
+
+
+#: Labels read as their Windows superset (the bytes they define decode the same).
+_WINDOWS_SUPERSETS = {"latin_1": "cp1252", "iso8859_1": "cp1252", "ascii": "cp1252"}
 
 
 def _try_decode(data: bytes, codec: str) -> str | None:
+    if codec == _ISO2022JP_MS:
+        return _decode_iso2022jp_ms(data)
     try:
         return data.decode(codec)
     except Exception:  # any codec failure means "try the next one"
         return None
+
+_ISO2022_ESCAPE = re.compile(rb"\x1b(\$\(D|\$[@B]|\$\(Q|\$\(O|\([BJHI])")
+
+
+def _jis_to_sjis(first: int, second: int) -> bytes:
+    """One JIS X 0208 code (two 7-bit bytes) as the Shift_JIS bytes of the same character."""
+    low = second + 31 + (1 if second >= 96 else 0) if first & 1 else second + 126
+    high = ((first - 0x21) >> 1) + 0x81
+    if high > 0x9F:
+        high += 0x40
+    return bytes((high, low))
+
+
+def _decode_iso2022jp_ms(data: bytes) -> str | None:
+    """ISO-2022-JP as Microsoft writes it (CP50220/50221/50222): JIS X 0208 rows include the NEC
+    and IBM extension characters (circled digits, Roman numerals, ...) that Python's ISO-2022-JP
+    codecs reject. Each JIS X 0208 run is mapped to Shift_JIS and read as cp932, which holds
+    those extensions; JIS X 0201 katakana (``ESC ( I`` or SO/SI) and JIS X 0212 are read too.
+    None when the bytes are not ISO-2022-JP (8-bit bytes, broken sequences)."""
+    if any(byte > 0x7F for byte in data):
+        return None
+    out: list[str] = []
+    mode = b"(B"
+    shifted = False
+    pos = 0
+    length = len(data)
+    while pos < length:
+        byte = data[pos]
+        if byte == 0x1B:
+            match = _ISO2022_ESCAPE.match(data, pos)
+            if match is None:
+                return None
+            mode = match.group(1)
+            pos = match.end()
+            continue
+        if byte == 0x0E:  # SO: half-width katakana until SI (CP50222)
+            shifted, pos = True, pos + 1
+            continue
+        if byte == 0x0F:
+            shifted, pos = False, pos + 1
+            continue
+        if byte in (0x0A, 0x0D):
+            out.append(chr(byte))  # a line break always returns to ASCII in practice
+            pos += 1
+            continue
+        if shifted or mode == b"(I":
+            out.append(bytes((byte | 0x80,)).decode("cp932", "replace"))
+            pos += 1
+        elif mode in (b"$@", b"$B", b"$(Q", b"$(O"):
+            if pos + 1 >= length:
+                return None
+            second = data[pos + 1]
+            if not (0x21 <= byte <= 0x7E and 0x21 <= second <= 0x7E):
+                return None
+            try:
+                out.append(_jis_to_sjis(byte, second).decode("cp932"))
+            except UnicodeDecodeError:
+                return None
+            pos += 2
+        elif mode == b"$(D":  # JIS X 0212: EUC-JP's three-byte form
+            if pos + 1 >= length:
+                return None
+            try:
+                out.append(bytes((0x8F, byte | 0x80, data[pos + 1] | 0x80)).decode("euc_jp"))
+            except UnicodeDecodeError:
+                return None
+            pos += 2
+        else:  # ASCII, JIS-Roman
+            out.append(chr(byte))
+            pos += 1
+    return "".join(out)
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -207,7 +292,18 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     if sum(1 for ch in lenient if ch > "\x7f") - broken > 2 * broken:
         return _strip_bom(lenient)
     text = _try_decode(data, "cp1252")
+    if text is None:
+        # Bytes windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) almost never occur
+        # in Western text: this is East Asian text under a wrong or missing label.
+        for candidate in _UNLABELLED_CJK:
+            text = _try_decode(data, candidate)
+            if text is not None:
+                break
     return _strip_bom(text) if text is not None else data.decode("latin-1")
+
+
+#: Tried, in this order, on 8-bit text that is neither UTF-8 nor windows-1252.
+_UNLABELLED_CJK = ("cp932", "big5hkscs", "cp949", "gb18030")
 
 
 def _strip_bom(text: str) -> str:
@@ -217,26 +313,28 @@ def _strip_bom(text: str) -> str:
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _surrogates_to_text(value: str) -> str:
+def _surrogates_to_text(value: str, charset: str | None = None) -> str:
     """Text parsed by :mod:`email` keeps raw 8-bit bytes as lone surrogates; decode those bytes
-    (UTF-8, else windows-1252) so no surrogate ever reaches a model."""
+    (UTF-8, else ``charset``: the charset the message declares, else windows-1252) so no
+    surrogate ever reaches a model."""
     if _SURROGATE.search(value) is None:
         return value
     try:
         raw = value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return value.encode("utf-8", "replace").decode("utf-8", "replace")
-    return decode_bytes(raw, None)
+    return decode_bytes(raw, charset)
 
 
-def _as_text(value: str | bytes | None) -> str:
+def _as_text(value: str | bytes | None, charset: str | None = None) -> str:
+    """Header text without surrogates; raw 8-bit bytes read as UTF-8, else as ``charset``."""
     if value is None:
         return ""
     if isinstance(value, bytes):
-        return decode_bytes(value, None)
+        return decode_bytes(value, charset)
     if not isinstance(value, str):
         value = str(value)  # email.header.Header objects and the like
-    return _surrogates_to_text(value)
+    return _surrogates_to_text(value, charset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,6 +573,8 @@ def _split_top_level(value: str) -> list[str]:
 
 
 def _clean_addr(addr: str) -> str:
+    if "(" in addr:
+        addr = _COMMENT.sub("", addr)  # obsolete syntax: comments inside the addr-spec
     addr = "".join(addr.split())
     if ":" in addr and addr.startswith("@"):
         addr = addr.split(":", 1)[1]  # obsolete source route "@relay:user@host"
@@ -490,7 +590,8 @@ def _mailboxes_of(piece: str) -> list[EmailAddress]:
         if len(angles) == 1:
             name = " ".join(words) or None
             email_addr = _clean_addr(angles[0])
-            if email_addr:
+            if email_addr or name:
+                # "MAILER-DAEMON <>" (bounces): the null address, and the name is all there is.
                 result.append(_address(email_addr, name))
             return result
         # Several "<...>" without commas between them ("A <a@x> B <b@y>"): split them again.
@@ -534,7 +635,8 @@ def _address(email_addr: str, name: str | None) -> EmailAddress:
 
 def parse_address_list(value: str | None) -> list[EmailAddress]:
     """Every mailbox of an address header (groups flattened), display names decoded; [] for None,
-    empty or unparseable input (never raises).
+    empty or unparseable input (never raises). A display name with the null address
+    (``MAILER-DAEMON <>``) is kept as a mailbox with an empty ``email``.
 
     Parsing happens before display names are decoded, so a name that decodes to a comma stays
     one mailbox. When the value was decoded already ("Doe, John <j@x>"), a piece that holds no
@@ -570,7 +672,11 @@ def parse_address_list(value: str | None) -> list[EmailAddress]:
                 name, _, rest = piece.partition("<")
                 text_piece = '"' + name.strip().replace('"', "") + '" <' + rest
             result.extend(_mailboxes_of(text_piece))
-        return [address for address in result if _plausible(address.email)]
+        return [
+            address
+            for address in result
+            if _plausible(address.email) or (not address.email and address.name)
+        ]
     except Exception:  # the contract is "never raises"
         return []
 
@@ -721,6 +827,54 @@ def message_attachment_name(subject: str | None, content_type: str, index: int) 
     return f"{stem}.eml" if ctype in ("message/rfc822", "message/global") else stem
 
 
+#: ``cid:`` URLs (RFC 2392) anywhere in the HTML: attributes, CSS, even text.
+_CID_URL = re.compile(r"cid:\s*([^\s\"'<>()]+)", re.IGNORECASE)
+#: URLs of attributes and CSS that show content: where a Content-Location can be referenced.
+_SHOWN_URL = re.compile(
+    r"""(?:\b(?:src|href|background|poster|data)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))"""
+    r"""|url\(\s*["']?([^"')\s]+)""",
+    re.IGNORECASE,
+)
+
+
+class HtmlReferences:
+    """What an HTML body shows by reference: its ``cid:`` Content-IDs and the URLs of its
+    ``src``/``href``/``background`` attributes and CSS ``url()``s, lower case.
+
+    Built once per message (one linear scan of the HTML), then asked about each part in
+    constant time: a message with thousands of related parts beside a large HTML body stays
+    linear (asking the HTML once per part was quadratic)."""
+
+    __slots__ = ("cids", "urls")
+
+    def __init__(self, html: str | None) -> None:
+        self.cids: set[str] = set()
+        self.urls: set[str] = set()
+        if not html:
+            return
+        if "cid:" in html or "CID:" in html or "cid:" in html.lower():
+            for match in _CID_URL.finditer(html):
+                value = match.group(1).rstrip(".,;")
+                for candidate in (value, unquote(value)):
+                    cid = normalize_content_id(candidate)
+                    if cid:
+                        self.cids.add(cid.lower())
+        for match in _SHOWN_URL.finditer(html):
+            url = next((group for group in match.groups() if group), "")
+            url = url.strip().lower()
+            if url:
+                self.urls.add(url)
+                self.urls.add(unquote(url))
+
+    def shows(self, content_id: str | None, location: str | None = None) -> bool:
+        """Whether the HTML shows the part with ``content_id`` or ``location``."""
+        cid = normalize_content_id(content_id)
+        if cid and cid.lower() in self.cids:
+            return True
+        place = (location or "").strip().lower()
+        return bool(place) and (place in self.urls or f"cid:{place}" in self.urls)
+
+
 def is_inline_part(
     *,
     declared_inline: bool,
@@ -728,25 +882,22 @@ def is_inline_part(
     html: str | None,
     location: str | None = None,
     related: bool = True,
+    references: HtmlReferences | None = None,
 ) -> bool:
     """The one inline rule of every path (raw MIME, Gmail ``format=full``, Graph).
 
-    A part is inline when its sender said so (``Content-Disposition: inline``; on Graph, the
-    attachment's ``isInline``), or when it belongs to the message's related parts (``related``:
-    inside a ``multipart/related``; Graph does not show the structure, so there the reference
-    itself is the evidence) and the HTML body shows it, through ``cid:{content_id}`` or its
-    ``Content-Location``, whatever its disposition says. Comparisons ignore case.
+    A part is inline exactly when the HTML body shows it: through ``cid:{content_id}`` or
+    through its ``Content-Location`` (an ``src``/``href``/``background`` or CSS ``url()``).
+    What the sender claims (``Content-Disposition: inline``, Graph's ``isInline``) and where the
+    part sits (``related``) do not decide: a part that claims to be inline but is never shown
+    is an ordinary attachment, and a part the HTML shows is inline whatever its disposition
+    (Graph does not show the MIME structure, so the reference is the only evidence every path
+    shares). Comparisons ignore case. Pass ``references`` (built once per message) when asking
+    about many parts; ``html`` is then not read again.
     """
-    if declared_inline:
-        return True
-    if not related or not html:
-        return False
-    lowered = html.lower()
-    cid = normalize_content_id(content_id)
-    if cid and f"cid:{cid.lower()}" in lowered:
-        return True
-    place = (location or "").strip().lower()
-    return bool(place) and place in lowered
+    del declared_inline, related  # kept for callers; the rule above does not use them
+    refs = references if references is not None else HtmlReferences(html)
+    return refs.shows(content_id, location)
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,6 +950,9 @@ class ParsedMime:
     html: str | None = None
     attachments: list[MimeAttachment] = field(default_factory=list)
     raw_headers: list[Header] = field(default_factory=list)
+    #: Problems met while reading (a structure recovered, a nesting too deep, a walk stopped
+    #: early): what was read is kept, and the message says so.
+    defects: list[str] = field(default_factory=list)
 
     def attachment(self, part_id: str) -> MimeAttachment | None:
         """The attachment at ``part_id``, or None."""
@@ -808,13 +962,174 @@ class ParsedMime:
         return None
 
 
+class _Repaired(str):
+    """A header value the parser repaired; ``original`` is the value as sent (unfolded headers
+    of the message show what was sent, the parser works on the repair)."""
+
+    original: str
+
+    def __new__(cls, value: str, original: str) -> _Repaired:
+        made = super().__new__(cls, value)
+        made.original = original
+        return made
+
+
 class _RawHeaderPolicy(email.policy.Compat32):
     """compat32, except that header values are returned as parsed: compat32 would replace raw
     8-bit bytes by U+FFFD (it wraps them in an ``unknown-8bit`` Header), losing a UTF-8 or
-    Latin-1 display name or filename that :func:`_as_text` can still decode."""
+    Latin-1 display name or filename that :func:`_as_text` can still decode.
+
+    ``Content-Type`` values are repaired as they are read (:func:`repair_content_type`), so the
+    parser splits a multipart whose parameters lack their ``;`` at every nesting level."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if name.strip().lower() == "content-type":
+            fixed = repair_content_type(value)
+            if fixed != value:
+                return name, _Repaired(fixed, value)
+        return name, value
 
     def header_fetch_parse(self, name: str, value: str) -> str:
         return value
+
+
+_TYPE_START = re.compile(
+    r"[ \t]*([A-Za-z0-9!#$&^_.+-]+)[ \t]*/[ \t]*([A-Za-z0-9!#$&^_.+-]+)(.*)", re.DOTALL
+)
+_PARAM_START = re.compile(r"[A-Za-z0-9!#$&^_.+*-]+[ \t]*=")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def repair_content_type(value: str) -> str:
+    """A ``Content-Type`` value as its sender meant it: line breaks removed (RFC 5322 unfolding,
+    so a boundary folded across lines is whole again), junk between the type and the first
+    parameter dropped, and the ``;`` that some mailers leave out before a parameter restored
+    (``text/plain  charset="iso-2022-jp"``). A value without a ``type/subtype`` is returned
+    unfolded (the parser then falls back to its default type)."""
+    text = _LINE_BREAK.sub("", value)
+    match = _TYPE_START.match(text)
+    if match is None:
+        return text
+    rest = match.group(3)
+    out = [f"{match.group(1)}/{match.group(2)}"]
+    index, length = 0, len(rest)
+    # Before the first ";": anything but a parameter is junk.
+    head = rest.split(";", 1)[0]
+    if head.strip():
+        found = re.search(r"(?:^|[ \t])(" + _PARAM_START.pattern + ")", head)
+        if found is None:
+            index = len(head)  # junk only: skip to the first ";"
+        else:
+            out.append("; ")
+            index = found.start(1)
+    quoted = False
+    seen_equals = False
+    while index < length:
+        char = rest[index]
+        if quoted:
+            if char == "\\" and index + 1 < length:
+                out.append(rest[index : index + 2])
+                index += 2
+                continue
+            quoted = char != '"'
+        elif char == '"':
+            quoted = True
+        elif char == ";":
+            seen_equals = False
+        elif char == "=":
+            seen_equals = True
+        elif char in " \t" and seen_equals and _PARAM_START.match(rest, index + 1):
+            # "a=1 b=2": a parameter follows a complete one without its ";".
+            out.append(";")
+            seen_equals = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+_HEADER_FIELD = re.compile(rb"([A-Za-z0-9][A-Za-z0-9!#$%&'*+.^_`|~-]*)([ \t]*):")
+#: Header lines examined for repairs (a header block is far smaller in any real message).
+_MAX_HEADER_LINES = 20000
+
+
+def repair_header_block(raw: bytes) -> bytes:
+    """The message with its top-level header block made readable, or ``raw`` itself when the
+    block is well-formed (the usual case costs one scan of the header lines).
+
+    A strict reader ends the headers at the first line that is not a header, so one broken line
+    turns every later header, the MIME structure included, into body text. Here:
+
+    - a line that is neither a header nor indented (a continuation that lost its indent, a
+      stray text line) is read as a continuation of the header before it, when header lines
+      follow it; with no header line after it, the body starts there;
+    - white space before the colon (``Subject  : x``; obsolete syntax that RFC 5322 section
+      4.5 requires readers to accept) is removed;
+    - a boundary line (``--...``) or a line of white space followed by one ends the headers,
+      as a blank line would.
+    """
+    lines: list[bytes] = []
+    pos, length = 0, len(raw)
+    while pos < length and len(lines) < _MAX_HEADER_LINES:
+        end = raw.find(b"\n", pos)
+        end = length if end < 0 else end + 1
+        line = raw[pos:end]
+        if b"\r" in line[:-2]:
+            # Bare CR line ends (old Mac mail): the first CR ends the line.
+            end = pos + line.index(b"\r") + 1
+            if end < length and raw[end : end + 1] == b"\n":
+                end += 1
+            line = raw[pos:end]
+        if not line.rstrip(b"\r\n"):
+            break
+        lines.append(line)
+        pos = end
+    kinds = [_line_kind(line, index) for index, line in enumerate(lines)]
+    # Whether a header line follows index i before the block's first boundary line.
+    header_after = [False] * (len(kinds) + 1)
+    for index in range(len(kinds) - 1, -1, -1):
+        kind = kinds[index]
+        header_after[index] = kind == "header" or (kind != "boundary" and header_after[index + 1])
+    out: list[bytes] = []
+    changed = False
+    for index, (line, kind) in enumerate(zip(lines, kinds, strict=True)):
+        ending = line[len(line.rstrip(b"\r\n")) :] or b"\r\n"
+        following = kinds[index + 1] if index + 1 < len(kinds) else "end"
+        if kind == "boundary" or (kind == "stray" and not header_after[index + 1]):
+            out.append(ending)  # the body starts at this line: give it its blank line
+            out.append(raw[sum(map(len, lines[:index])) :])
+            return b"".join(out)
+        if kind == "blank" and (
+            following == "boundary" or (following == "stray" and not header_after[index + 1])
+        ):
+            out.append(ending)
+            out.append(raw[sum(map(len, lines[: index + 1])) :])
+            return b"".join(out)
+        if kind == "stray":
+            out.append(b" " + line)
+            changed = True
+        elif kind == "header" and (match := _HEADER_FIELD.match(line)) and match.group(2):
+            out.append(match.group(1) + line[match.end() - 1 :])
+            changed = True
+        else:
+            out.append(line)
+    if not changed:
+        return raw
+    return b"".join(out) + raw[pos:]
+
+
+def _line_kind(line: bytes, index: int) -> str:
+    """What one line of a header block is: header, continuation, blank (white space only),
+    boundary, envelope (an mbox ``From `` line first) or stray."""
+    if line[:1] in (b" ", b"\t"):
+        return "blank" if not line.strip() else "continuation"
+    if line.startswith(b"--"):
+        return "boundary"
+    if _HEADER_FIELD.match(line):
+        return "header"
+    if index == 0 and line.startswith(b"From "):
+        return "envelope"
+    return "stray"
 
 
 _POLICY = _RawHeaderPolicy()
@@ -841,8 +1156,14 @@ def _header_str(part: email.message.Message, name: str) -> str:
     return _as_text(value) if value is not None else ""
 
 
-def _param(part: email.message.Message, name: str, header: str = "content-type") -> str | None:
-    """A Content-Type / Content-Disposition parameter, RFC 2231 charsets decoded robustly."""
+def _param(
+    part: email.message.Message,
+    name: str,
+    header: str = "content-type",
+    charset: str | None = None,
+) -> str | None:
+    """A Content-Type / Content-Disposition parameter, RFC 2231 charsets decoded robustly; raw
+    8-bit bytes read as UTF-8, else as ``charset`` (the message's declared charset)."""
     try:
         value = part.get_param(name, header=header)
     except Exception:
@@ -854,7 +1175,7 @@ def _param(part: email.message.Message, name: str, header: str = "content-type")
         raw = _to_bytes_latin(str(text))
         return decode_bytes(raw, charset or None)
     text = email.utils.unquote(str(value))
-    return _surrogates_to_text(text)
+    return _surrogates_to_text(text, charset)
 
 
 def _to_bytes_latin(text: str) -> bytes:
@@ -866,11 +1187,16 @@ def _to_bytes_latin(text: str) -> bytes:
 
 
 def _content_type(part: email.message.Message) -> str:
+    """The part's MIME type, always a valid ``type/subtype`` (lower case)."""
     try:
         ctype = part.get_content_type()
     except Exception:
         return "application/octet-stream"
-    return ctype.strip().lower() or "text/plain"
+    ctype = ctype.strip().lower()
+    match = _TYPE_START.match(ctype)
+    if match is None:
+        return "text/plain"
+    return f"{match.group(1)}/{match.group(2)}".lower()
 
 
 def _disposition(part: email.message.Message) -> str:
@@ -902,17 +1228,92 @@ def _decode_uu(data: bytes) -> bytes:
     return bytes(out) if started else data
 
 
+_CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\s]*(?:=[\s=]*)?")
+_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def split_base64(raw: bytes) -> tuple[bytes, bytes]:
+    """``raw`` (a base64 body) as (decoded content, trailing text).
+
+    Mailing lists append their footer in clear after a base64 part, and some mailers leave
+    stray characters in it: decoding stops where the base64 ends (its padding, or the first
+    line that is not base64), so neither the footer nor what follows the padding is decoded as
+    data. A line with a few stray characters among base64 is still base64 (the strays are
+    dropped). Several padded blocks in a row (encoders that pad each chunk) are all decoded.
+    """
+    if _CLEAN_BASE64.fullmatch(raw) is not None:
+        # The usual body: nothing but base64, padding only at the end. One C-speed decode.
+        decoded = _b64decode_lenient(raw)
+        return (decoded if decoded is not None else raw), b""
+    lines = raw.splitlines(keepends=True)
+    data: list[bytes] = []
+    started = False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            if started and index + 1 < len(lines) and not _is_base64_line(lines[index + 1]):
+                return _decode_blocks(data), b"".join(lines[index:])
+            continue
+        if not _is_base64_line(stripped):
+            if not started:
+                return raw, b""  # not base64 at all: kept as it is
+            return _decode_blocks(data), b"".join(lines[index:])
+        data.append(stripped)
+        started = True
+    return _decode_blocks(data), b""
+
+
+def _is_base64_line(line: bytes) -> bool:
+    """Base64, maybe with a few stray characters (no more than 1 in 10, and not text)."""
+    stripped = line.strip()
+    if not stripped:
+        return False
+    junk = sum(1 for byte in stripped if byte not in _B64_CHARS)
+    if not junk:
+        return True
+    return len(stripped) >= 16 and junk * 10 <= len(stripped) and b" " not in stripped
+
+
+def _decode_blocks(lines: list[bytes]) -> bytes:
+    """Decode base64 lines; a padded line ends one block and the next block starts after it."""
+    out = bytearray()
+    block: list[bytes] = []
+    for line in lines:
+        clean = line.strip()
+        if not clean:
+            continue
+        block.append(clean)
+        if clean.endswith(b"="):
+            out += _b64decode_lenient(b"".join(block)) or b""
+            block = []
+    if block:
+        out += _b64decode_lenient(b"".join(block)) or b""
+    return bytes(out)
+
+
 def _transfer_decode(raw: bytes, cte: str) -> bytes:
     if cte == "base64":
         stripped = b"".join(raw.split())
-        # Text labelled base64 that is not base64 (it happens) is kept as it is.
-        decoded = _b64decode_lenient(raw) if len(stripped) % 4 != 1 else None
-        return raw if decoded is None else decoded
+        if len(stripped) % 4 == 1 and _CLEAN_BASE64.fullmatch(raw) is not None:
+            return raw  # text labelled base64 that cannot be base64 is kept as it is
+        return split_base64(raw)[0]
     if cte in ("quoted-printable", "quotedprintable", "qp"):
         return binascii.a2b_qp(raw)
     if cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
         return _decode_uu(raw)
     return raw
+
+
+def _base64_trailer(part: email.message.Message) -> bytes:
+    """Clear text after the end of a base64 body (a list footer), b"" when there is none."""
+    if _cte(part) != "base64":
+        return b""
+    payload = _raw_payload(part)
+    if isinstance(payload, str):
+        payload = _to_bytes(payload)
+    if not isinstance(payload, bytes) or _CLEAN_BASE64.fullmatch(payload) is not None:
+        return b""
+    return split_base64(payload)[1]
 
 
 def _cte(part: email.message.Message) -> str:
@@ -956,13 +1357,30 @@ def _leaf_payload(part: email.message.Message) -> bytes:
     return _transfer_decode(_to_bytes(payload), cte)
 
 
+#: Nesting depth beyond which a message is flagged (it is still read, without recursion).
+MAX_DEPTH = 40
+
+
 class _Walker:
-    def __init__(self) -> None:
+    """Depth-first walk of a parsed MIME tree: the first text/plain and text/html that are not
+    attachments become the bodies; every other leaf is an attachment (an attached message is
+    one leaf). The walk uses an explicit stack, so no nesting depth can exhaust recursion; parts
+    nested deeper than :data:`MAX_DEPTH` are still read, and the message says so in
+    ``defects``."""
+
+    def __init__(self, charset: str | None = None) -> None:
         self.text: str | None = None
         self.html: str | None = None
         self.attachments: list[MimeAttachment] = []
-        # (attachment, inside multipart/related, Content-Location) for the inline decision.
+        # (attachment, Content-Location) of parts that may be shown by the HTML.
         self.related: list[tuple[MimeAttachment, str | None]] = []
+        self.charset = charset
+        self.defects: list[str] = []
+
+    def defect(self, text: str) -> None:
+        """Record a problem once (the message keeps a short, readable list)."""
+        if text not in self.defects and len(self.defects) < 20:
+            self.defects.append(text)
 
     def walk(
         self,
@@ -971,30 +1389,42 @@ class _Walker:
         parents: tuple[str, ...],
         depth: int = 0,
     ) -> None:
+        stack: list[tuple[email.message.Message, str, tuple[str, ...], int]] = [
+            (part, path, parents, depth)
+        ]
+        while stack:
+            current, where, above, level = stack.pop()
+            if level > MAX_DEPTH:
+                self.defect(f"multipart nested deeper than {MAX_DEPTH} levels")
+            for child in reversed(self._visit(current, where, above, level)):
+                stack.append(child)
+
+    def _visit(
+        self, part: email.message.Message, path: str, parents: tuple[str, ...], depth: int
+    ) -> list[tuple[email.message.Message, str, tuple[str, ...], int]]:
+        """Read one part; returns its children to walk (in order)."""
         ctype = _content_type(part)
-        if depth > 40:
-            return  # a pathological nesting depth: stop descending rather than recurse forever
         if part.is_multipart() and not ctype.startswith("message/"):
             children = part.get_payload()
             if not isinstance(children, list):
-                return
+                return []
             usable = [c for c in children if isinstance(c, email.message.Message)]
             if not usable:
-                self._multipart_without_parts(part, path, parents, depth)
-                return
-            for position, child in enumerate(usable, start=1):
-                child_path = f"{path}.{position}" if path else str(position)
-                self.walk(child, child_path, (*parents, ctype), depth + 1)
-            return
+                return self._multipart_without_parts(part, path, parents, depth)
+            return [
+                (child, f"{path}.{position}" if path else str(position), (*parents, ctype),
+                 depth + 1)
+                for position, child in enumerate(usable, start=1)
+            ]
         if ctype.startswith("multipart/"):
             # Declared multipart but the parser found no parts (no boundary parameter).
-            self._multipart_without_parts(part, path, parents, depth)
-            return
+            return self._multipart_without_parts(part, path, parents, depth)
         self._leaf(part, path or "1", ctype, parents)
+        return []
 
     def _multipart_without_parts(
         self, part: email.message.Message, path: str, parents: tuple[str, ...], depth: int
-    ) -> None:
+    ) -> list[tuple[email.message.Message, str, tuple[str, ...], int]]:
         raw = b""
         try:
             preamble = part.preamble or ""
@@ -1004,7 +1434,7 @@ class _Walker:
         except Exception:
             raw = b""
         match = _BOUNDARY_LINE.search(raw)
-        if match and depth < 40:
+        if match:
             # Recover the structure from the first boundary-looking line.
             boundary = match.group(1).decode("ascii", "replace").replace('"', "")
             synthetic = (
@@ -1014,30 +1444,39 @@ class _Walker:
             reparsed = email.message_from_bytes(synthetic, policy=_POLICY)
             subparts = reparsed.get_payload()
             if reparsed.is_multipart() and isinstance(subparts, list) and subparts:
-                for position, child in enumerate(subparts, start=1):
-                    if isinstance(child, email.message.Message):
-                        child_path = f"{path}.{position}" if path else str(position)
-                        self.walk(child, child_path, (*parents, "multipart/mixed"), depth + 1)
-                return
+                self.defect("multipart boundary not found; structure recovered")
+                return [
+                    (child, f"{path}.{position}" if path else str(position),
+                     (*parents, "multipart/mixed"), depth + 1)
+                    for position, child in enumerate(subparts, start=1)
+                    if isinstance(child, email.message.Message)
+                ]
         if raw.strip():
             charset = _param(part, "charset")
             text = decode_bytes(raw, charset)
             if self.text is None or not self.text.strip():
                 self.text = text
+        return []
 
     def _leaf(
         self, part: email.message.Message, path: str, ctype: str, parents: tuple[str, ...]
     ) -> None:
         disposition = _disposition(part)
-        filename = _param(part, "filename", "content-disposition")
-        name = _param(part, "name")
+        filename = _param(part, "filename", "content-disposition", self.charset)
+        name = _param(part, "name", charset=self.charset)
         payload = _leaf_payload(part)
         in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
 
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not (
             filename or name
         ):
-            text = decode_bytes(payload, _param(part, "charset"))
+            charset = _param(part, "charset")
+            text = decode_bytes(payload, charset)
+            trailer = _base64_trailer(part)
+            if trailer.strip():
+                # A mailing-list footer added in clear after a base64 body: part of the text.
+                self.defect("text after the end of a base64 body")
+                text = f"{text.rstrip()}\n\n{decode_bytes(trailer, charset).strip()}\n"
             slot = "text" if ctype == "text/plain" else "html"
             current = self.text if slot == "text" else self.html
             if current is None or not current.strip():
@@ -1071,17 +1510,31 @@ class _Walker:
             payload=payload,
         )
         self.attachments.append(attachment)
-        if "multipart/related" in parents:
-            self.related.append((attachment, _header_str(part, "content-location").strip()))
+        self.related.append((attachment, _header_str(part, "content-location").strip()))
 
     def finish_inline(self) -> None:
+        """Apply the one inline rule (:func:`is_inline_part`), reading the HTML once."""
+        references = HtmlReferences(self.html)
         for attachment, location in self.related:
-            attachment.is_inline = is_inline_part(
-                declared_inline=attachment.is_inline,
-                content_id=attachment.content_id,
-                html=self.html,
-                location=location,
-            )
+            attachment.is_inline = references.shows(attachment.content_id, location)
+
+
+def _declared_charset(message: email.message.Message) -> str | None:
+    """The charset the message declares for its text: the top-level ``charset`` parameter, else
+    the first one of its parts (the first 100). Raw 8-bit header bytes that are not UTF-8 are
+    read with it (mailers write headers in the charset of the body they send)."""
+    try:
+        for index, part in enumerate(message.walk()):
+            if index >= 100:
+                break
+            value = part.get_param("charset")
+            if isinstance(value, tuple):
+                value = value[2]
+            if isinstance(value, str) and _codec_for(value) is not None:
+                return value
+    except Exception:
+        return None
+    return None
 
 
 def enclosed_subject(payload: bytes) -> str | None:
@@ -1114,10 +1567,14 @@ def parse_mime(raw: bytes) -> ParsedMime:
         raw = raw[3:]  # a UTF-8 byte-order mark would turn the first header into body text
     if not raw:
         return ParsedMime()
+    raw = repair_header_block(raw)
     try:
         message = email.message_from_bytes(raw, policy=_POLICY)
-    except Exception:  # the stdlib parser is lenient; this is belt and braces
-        return ParsedMime(text=decode_bytes(raw, None))
+    except Exception as exc:  # e.g. a nesting too deep for the stdlib parser's recursion
+        return ParsedMime(
+            text=decode_bytes(raw, None),
+            defects=[f"message could not be parsed ({type(exc).__name__}); kept as text"],
+        )
 
     headers: list[Header] = []
     raw_headers: list[Header] = []
@@ -1125,26 +1582,29 @@ def parse_mime(raw: bytes) -> ParsedMime:
         items = list(message.raw_items())
     except Exception:
         items = []
+    charset = _declared_charset(message)
     for name, value in items:
         clean_name = _as_text(name).strip()
         if not clean_name:
             continue
-        raw_value = unfold(_as_text(value))
+        raw_value = unfold(_as_text(getattr(value, "original", value), charset))
         raw_headers.append(Header(name=clean_name, value=raw_value))
         headers.append(Header(name=clean_name, value=decode_header_value(raw_value)))
 
-    walker = _Walker()
+    walker = _Walker(charset)
     try:
         walker.walk(message, "", ())
         walker.finish_inline()
     except Exception as exc:  # keep what was found; a hostile part must not lose the mail
         _log.debug("MIME walk stopped early: %s", type(exc).__name__)
+        walker.defect(f"MIME walk stopped early ({type(exc).__name__}); parts read are kept")
     return ParsedMime(
         headers=headers,
         text=walker.text,
         html=walker.html if walker.html and walker.html.strip() else None,
         attachments=walker.attachments,
         raw_headers=raw_headers,
+        defects=walker.defects,
     )
 
 
@@ -1173,6 +1633,7 @@ def build_email_message(
     reply_to: list[EmailAddress] | None = None,
     message_id: str | None = None,
     raw_headers: Sequence[Header] | None = None,
+    defects: Sequence[str] | None = None,
 ) -> EmailMessage:
     """Assemble the EmailMessage. Fields not given explicitly come from ``headers`` (subject,
     from, to, cc, bcc, reply-to, Message-ID, In-Reply-To, References). ``body.text`` is ``text``,
@@ -1182,6 +1643,7 @@ def build_email_message(
     encoded-words still encoded; address fields are parsed from them when given. Several headers
     of one address field (two ``To:``) are read together; ``From`` is the first mailbox of the
     first ``From``. References are collected from every ``References`` header, in order.
+    ``defects``: what the reader met and worked around (:attr:`ParsedMime.defects`).
     """
     header_list = [
         item if isinstance(item, Header) else Header.model_validate(item) for item in headers
@@ -1241,6 +1703,7 @@ def build_email_message(
         in_reply_to=in_reply_to_ids[0] if in_reply_to_ids else None,
         references=references,
         headers=header_list,
+        defects=list(defects or ()),
     )
     # Assigned after construction: the constructor keyword is the alias "from".
     message.from_ = from_
@@ -1275,4 +1738,5 @@ def message_from_mime(
         html=parsed.html,
         attachments=[item.to_model(attachment_id_prefix) for item in parsed.attachments],
         thread_id=thread_id,
+        defects=parsed.defects,
     )

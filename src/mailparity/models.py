@@ -161,6 +161,10 @@ class EmailMessage(_Model):
     references: list[str] = Field(default_factory=list)
     headers: list[Header] = Field(default_factory=list)
     complete: bool = True
+    #: Problems the normalizer met and worked around in the MIME (a boundary recovered, a
+    #: nesting deeper than it walks, text after a base64 body): the content read is kept, and
+    #: this says it was not well-formed. Empty for well-formed mail.
+    defects: list[str] = Field(default_factory=list)
 
     @field_validator("received_at")
     @classmethod

@@ -269,19 +269,14 @@ class _FullWalker:
                 is_inline=disposition == "inline",
             )
         )
-        if "multipart/related" in parents:
-            location = (_header(part, "Content-Location") or "").strip()
-            self.related.append((len(self.attachments) - 1, location))
+        location = (_header(part, "Content-Location") or "").strip()
+        self.related.append((len(self.attachments) - 1, location))
 
     def finish_inline(self) -> None:
+        references = mime.HtmlReferences(self.html)
         for index, location in self.related:
             attachment = self.attachments[index]
-            inline = mime.is_inline_part(
-                declared_inline=attachment.is_inline,
-                content_id=attachment.content_id,
-                html=self.html,
-                location=location,
-            )
+            inline = references.shows(attachment.content_id, location)
             if inline != attachment.is_inline:
                 self.attachments[index] = attachment.model_copy(update={"is_inline": inline})
 
@@ -385,6 +380,7 @@ def message_from_raw(
         html=parsed.html,
         attachments=[a.to_model(PART_PREFIX) for a in parsed.attachments],
         thread_id=_thread_id(message),
+        defects=parsed.defects,
     )
 
 

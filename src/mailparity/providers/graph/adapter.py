@@ -683,11 +683,13 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             cid = self._content_id(message_id, found[position].id)
             found[position].content_id = cid
             unresolved.discard((cid or "").lower())
+        references = mime.HtmlReferences(html)  # read once, asked per attachment
         for attachment in found:
             attachment.is_inline = mime.is_inline_part(
                 declared_inline=attachment.is_inline,
                 content_id=attachment.content_id,
                 html=html,
+                references=references,
             )
         return found
 
