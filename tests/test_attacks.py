@@ -6,7 +6,14 @@ and asserts the safe outcome. They stay here so that each fix stays fixed:
 * webhook floods: one summary log line per request, however many items; items per Graph
   notification capped;
 * a Pub/Sub push signed by an allowed service account but delivered by another subscription than
-  the mailbox's own: acknowledged, ignored, no job.
+  the mailbox's own: acknowledged, ignored, no job;
+* attachment names built to escape a directory (``../../etc/cron.d/pwn``, absolute paths, NUL,
+  CR LF, ``..``): the same safe name on the Graph, Gmail and raw-MIME paths;
+* message and attachment ids that are dot segments (``..`` would turn ``/messages/..`` into
+  ``/me/``): refused with a clear error before any request, at webhook intake too;
+* a TLS server whose certificate is not trusted: a TLSVerificationError at once, naming the cause
+  and the fix, never retried as an outage; the testing kit's trust recipe works even where
+  ``REQUESTS_CA_BUNDLE`` is set.
 """
 
 from __future__ import annotations
@@ -14,16 +21,30 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
 import responses
 
+from mailparity.errors import (
+    BadRequestError,
+    ConfigurationError,
+    NotFoundError,
+    TLSVerificationError,
+    is_transient,
+)
+from mailparity.mime import message_from_mime
+from mailparity.models import EmailMessage
+from mailparity.providers import create_adapter
+from mailparity.providers.graph import MicrosoftGraphAdapter
 from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
+from mailparity.testing import FakeGmail, FakeGraph, connect_google, connect_microsoft, serve
 from mailparity.testing.oidc import TestOidcSigner, pubsub_push_body
+from mailparity.urlpath import path_segment
 from mailparity.webhooks import GOOGLE_CERTS_URL, WebhookHandler
 from mailparity.wsgi import WebhookServer, serve_in_thread
 from webhook_support import (
@@ -32,6 +53,7 @@ from webhook_support import (
     GMAIL_MAILBOX,
     GMAIL_PROVIDER,
     PUSH_SA,
+    T0,
     assert_no_secrets,
     gmail_config,
     graph_item,
@@ -221,3 +243,191 @@ def test_client_state_is_never_logged_in_the_summary(
     assert site.post("/webhooks/microsoft", body).status_code == 202
     assert_no_secrets(caplog.text, near_miss)
     assert "missing or wrong clientState" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# Attachment names: one rule on every path
+
+HOSTILE_NAMES = (
+    "../../../../etc/cron.d/pwn",
+    "/etc/passwd",
+    "C:\\Windows\\System32\\evil.dll",
+    "report\x00.pdf.exe",
+    "invoice\r\nX-Injected: yes.pdf",
+    "..",
+    ".",
+    "..\\..\\boot.ini",
+)
+
+
+def _hostile_mime(mailbox: str) -> bytes:
+    """A message whose attachments carry HOSTILE_NAMES, RFC 2231-encoded as a sender would."""
+    lines = [
+        "From: Mallory <mallory@example.org>",
+        f"To: {mailbox}",
+        "Subject: names",
+        "Message-ID: <hostile-names@example.org>",
+        "Date: Fri, 27 Feb 2026 09:31:02 +0000",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="b0undary"',
+        "",
+        "--b0undary",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "see attached",
+    ]
+    for name in HOSTILE_NAMES:
+        lines += [
+            "--b0undary",
+            "Content-Type: application/octet-stream",
+            f"Content-Disposition: attachment; filename*=utf-8''{quote(name, safe='')}",
+            "Content-Transfer-Encoding: base64",
+            "",
+            "cGF5bG9hZA==",
+        ]
+    lines += ["--b0undary--", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    return message_from_mime(raw, id="m1", provider="google", provider_id="p", tenant="t",
+                             mailbox="box@example.test", received_at=T0)
+
+
+def _assert_safe(name: str) -> None:
+    assert name not in ("", ".", "..")
+    assert "/" not in name
+    assert "\\" not in name
+    assert not re.search(r"[\x00-\x1f\x7f]", name)
+
+
+def test_hostile_attachment_names_are_identical_and_safe_on_every_path() -> None:
+    graph, gmail = FakeGraph(), FakeGmail()
+    graph_box, gmail_box = "desk@contoso.test", "help@example.test"
+    with serve(graph, gmail):
+        session = requests.Session()
+        session.trust_env = False
+        store = InMemoryStore()
+        ms = connect_microsoft(store, graph, graph_box, subscribe=False, session=session)
+        gg = connect_google(store, gmail, gmail_box, subscribe=False, session=session)
+        graph_id = graph.deliver(graph_box, _hostile_mime(graph_box))
+        # Exchange hands the decoded name over verbatim: put exactly that into the fake's JSON.
+        for attachment, name in zip(graph.message(graph_id).attachments, HOSTILE_NAMES,
+                                    strict=True):
+            attachment.name = name
+        gmail_id = gmail.deliver(gmail_box, _hostile_mime(gmail_box))
+        graph_names = [a.name for a in create_adapter(ms, store=store, session=session)
+                       .get_message_details(graph_id).attachments]
+        gmail_names = [a.name for a in create_adapter(gg, store=store, session=session)
+                       .get_message_details(gmail_id).attachments]
+    mime_names = [a.name for a in _parse(_hostile_mime(gmail_box)).attachments]
+    assert graph_names == gmail_names == mime_names
+    assert mime_names[:3] == ["pwn", "passwd", "evil.dll"]
+    for name in mime_names:
+        _assert_safe(name)
+    assert len(set(mime_names)) == len(mime_names)
+
+
+# ------------------------------------------------------------------------------------------------
+# Dot segments and other path-breaking ids
+
+
+@pytest.mark.parametrize("bad_id", ["..", ".", "", "a\r\nb", "x" * 5000])
+def test_path_breaking_ids_are_refused_before_any_request(bad_id: str) -> None:
+    graph, gmail = FakeGraph(), FakeGmail()
+    with serve(graph, gmail) as server:
+        session = requests.Session()
+        session.trust_env = False
+        store = InMemoryStore()
+        ms = create_adapter(connect_microsoft(store, graph, "desk@contoso.test", subscribe=False,
+                                              session=session, processed_strategy="mark_read"),
+                            store=store, session=session)
+        gg = create_adapter(connect_google(store, gmail, "help@example.test", subscribe=False,
+                                           session=session), store=store, session=session)
+        real = graph.deliver("desk@contoso.test", _hostile_mime("desk@contoso.test"))
+        before = len(graph.requests) + len(gmail.requests)
+        calls: list[Callable[[], object]] = [
+            lambda: ms.get_message_details(bad_id),
+            lambda: ms.get_attachment_content(real, bad_id),
+            lambda: ms.get_attachment_content(bad_id, "AAMkAGI2THVSAAA="),
+            lambda: ms.mark_message_processed(bad_id),
+            lambda: gg.get_message_details(bad_id),
+            lambda: gg.get_attachment_content("18c9a2b3c4d5e6f7", bad_id),
+        ]
+        for call in calls:
+            with pytest.raises((BadRequestError, NotFoundError)) as raised:
+                call()
+            assert "id" in str(raised.value)
+        assert len(graph.requests) + len(gmail.requests) == before
+        assert server.url  # the server was up the whole time
+
+
+def test_dot_segment_error_is_clear() -> None:
+    with pytest.raises(BadRequestError, match=r"Graph message id '\.\.' is a dot segment"):
+        path_segment("..", "Graph message id", provider="microsoft")
+    assert path_segment("a/b?c#d", "id") == "a%2Fb%3Fc%23d"
+    assert path_segment("%2E%2E", "id") == "%252E%252E"
+
+
+def test_graph_notification_naming_a_dot_segment_queues_nothing(site: Site) -> None:
+    body = json.dumps({"value": [graph_item(".."), graph_item(".")]}).encode()
+    assert site.post("/webhooks/microsoft", body).status_code == 202
+    assert site.store.list_jobs() == []
+
+
+# ------------------------------------------------------------------------------------------------
+# TLS: an untrusted certificate is named, never retried; the kit's trust survives the environment
+
+GRAPH_BOX = "desk@contoso.test"
+
+
+def test_untrusted_certificate_is_not_retried_and_names_cause_and_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    graph = FakeGraph()
+    with serve(graph, tls=True) as server:
+        store = InMemoryStore()
+        config = connect_microsoft(store, graph, GRAPH_BOX, subscribe=False,
+                                   session=server.session())
+        message_id = graph.deliver(GRAPH_BOX, _hostile_mime(GRAPH_BOX))
+        waits: list[float] = []
+        untrusting = requests.Session()  # trusts the public CAs only, as in production
+        adapter = MicrosoftGraphAdapter(config, store=store, session=untrusting,
+                                        sleep=waits.append)
+        with pytest.raises(TLSVerificationError) as raised:
+            adapter.get_message_details(message_id)
+    text = str(raised.value)
+    assert server.url in text  # scheme, host and port: the server that was not trusted
+    assert "certificate" in text.lower()
+    assert "server.trust(session)" in text
+    assert "/messages" not in text  # never the path or query
+    assert waits == []  # not retried
+    assert not is_transient(raised.value)
+    assert isinstance(raised.value, ConfigurationError)
+
+
+def test_the_trust_recipe_works_where_requests_ca_bundle_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    graph = FakeGraph()
+    with serve(graph, tls=True) as server:
+        store = InMemoryStore()
+        session = server.trust(requests.Session())
+        config = connect_microsoft(store, graph, GRAPH_BOX, subscribe=False, session=session)
+        message_id = graph.deliver(GRAPH_BOX, _hostile_mime(GRAPH_BOX))
+        graph.expire_tokens()  # the next call refreshes through msal, over the same session
+        adapter = MicrosoftGraphAdapter(config, store=store, session=session)
+        assert adapter.get_message_details(message_id).subject == "names"
+
+        # The old recipe fails there, loudly and with the reason, instead of being retried.
+        naive = requests.Session()
+        naive.verify = server.ca_path
+        naive_adapter = MicrosoftGraphAdapter(config, store=store, session=naive,
+                                              sleep=lambda _: None)
+        with pytest.raises(TLSVerificationError, match="REQUESTS_CA_BUNDLE is set"):
+            naive_adapter.get_message_details(message_id)

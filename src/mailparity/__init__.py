@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "WebhookValidationError": "errors",
     "WebhookAuthenticationError": "errors",
     "PermanentMessageError": "errors",
+    "TLSVerificationError": "errors",
     # protocols
     "CredentialStore": "protocols",
     "ProviderStore": "protocols",
@@ -143,6 +144,7 @@ __all__ = [
     "StoreError",
     "SubscriptionError",
     "SyncBatch",
+    "TLSVerificationError",
     "ThrottledError",
     "UnauthorizedError",
     "WebhookAuthenticationError",
@@ -191,6 +193,7 @@ if TYPE_CHECKING:
         StoreError,
         SubscriptionError,
         ThrottledError,
+        TLSVerificationError,
         UnauthorizedError,
         WebhookAuthenticationError,
         WebhookError,

@@ -108,6 +108,13 @@ class ConfigurationError(MailParityError):
     """The configuration cannot work: a missing client id, a missing topic, an invalid URL."""
 
 
+class TLSVerificationError(ConfigurationError):
+    """The server's TLS certificate was not trusted (unknown CA, wrong host name, expired).
+
+    Not transient: retrying cannot make a certificate trusted. The message names the cause and
+    the fix (trust the right CA; ``REQUESTS_CA_BUNDLE`` overrides a session's ``verify``)."""
+
+
 class StoreError(MailParityError):
     """A store operation failed. Host stores may raise it; the library treats it as transient."""
 

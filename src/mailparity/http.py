@@ -54,6 +54,7 @@ from .errors import (
     UnauthorizedError,
 )
 from .models import utcnow
+from .tls import tls_verification_error
 
 __all__ = [
     "AccessTokenProvider",
@@ -494,6 +495,10 @@ class HttpClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if self.on_attempt:
                     self.on_attempt(method, url, None)
+                # An untrusted certificate is not an outage: never retried, cause named.
+                tls_error = tls_verification_error(exc, url, provider=self.provider)
+                if tls_error is not None:
+                    raise tls_error from None
                 raise ProviderUnavailableError(
                     f"{method} {_safe_url(url)} failed: {type(exc).__name__}",
                     provider=self.provider,
@@ -511,6 +516,9 @@ class HttpClient:
                         stream=stream,
                     )
                 except (requests.ConnectionError, requests.Timeout) as exc:
+                    tls_error = tls_verification_error(exc, url, provider=self.provider)
+                    if tls_error is not None:
+                        raise tls_error from None
                     raise ProviderUnavailableError(
                         f"{method} {_safe_url(url)} failed: {type(exc).__name__}",
                         provider=self.provider,

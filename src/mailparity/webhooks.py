@@ -239,11 +239,13 @@ def _safe(value: object, limit: int = 80) -> str:
 
 
 def _valid_id(value: object) -> bool:
+    # "." and ".." are refused too: put into a URL path they would be dot segments.
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_ID_LENGTH
         and not _has_control_chars(value)
         and value.strip() == value
+        and value not in (".", "..")
     )
 
 

@@ -22,11 +22,14 @@ server certificate for ``127.0.0.1``, ``::1`` and ``localhost`` are generated wi
 then ``https://127.0.0.1:PORT`` and ``ca_path`` names the CA certificate to trust::
 
     with serve(FakeGraph(), tls=True) as server:
-        session = requests.Session()
-        session.verify = server.ca_path
+        session = server.session()          # or server.trust(an_existing_session)
         adapter = MicrosoftGraphAdapter(config, store=store, session=session)
 
-Nothing is added to the system's trust store; only sessions given ``ca_path`` trust the server.
+Nothing is added to the system's trust store; only sessions given the server's trust do.
+``session.verify = server.ca_path`` alone is NOT enough wherever ``REQUESTS_CA_BUNDLE`` or
+``CURL_CA_BUNDLE`` is set: requests lets those variables override a session's ``verify``.
+:meth:`FakeServer.trust` mounts a transport adapter for the server's URL that verifies with
+``ca_path`` whatever the environment says (and never sends loopback traffic through a proxy).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import requests
+import requests.adapters
 
 from ._fakebase import ProviderFake
 
@@ -125,6 +131,22 @@ class FakeServer:
     def __repr__(self) -> str:
         return f"FakeServer(url={self.url!r}, fakes={len(self.fakes)})"
 
+    def trust(self, session: requests.Session) -> requests.Session:
+        """Make ``session`` trust this server (TLS mode) and return it.
+
+        Requests to :attr:`url` are verified against :attr:`ca_path`, even where
+        ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` is set (requests would let those override
+        ``session.verify``), and go direct, never through an environment proxy. Other URLs keep
+        the session's own settings. Without TLS the session is returned unchanged."""
+        if self.ca_path is not None:
+            session.verify = self.ca_path
+            session.mount(f"{self.url}/", _LoopbackTrustAdapter(self.ca_path))
+        return session
+
+    def session(self) -> requests.Session:
+        """A new ``requests.Session`` that trusts this server (see :meth:`trust`)."""
+        return self.trust(requests.Session())
+
     def config_overrides(self) -> dict[str, str]:
         """The base-URL fields of every served fake, merged."""
         merged: dict[str, str] = {}
@@ -159,6 +181,28 @@ class FakeServer:
             if fake.owns(url):
                 return fake
         return None
+
+
+class _LoopbackTrustAdapter(requests.adapters.HTTPAdapter):
+    """Sends with ``verify=ca_path`` and no proxy, whatever requests merged from the
+    environment: the one place a session's trust cannot be overridden by a variable."""
+
+    def __init__(self, ca_path: str) -> None:
+        super().__init__()
+        self._ca_path = ca_path
+
+    def send(  # noqa: PLR0917 - the signature of HTTPAdapter.send
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        return super().send(
+            request, stream=stream, timeout=timeout, verify=self._ca_path, cert=cert, proxies=None
+        )
 
 
 def serve(

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import re
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Literal
@@ -54,6 +53,7 @@ from ...models import (
     utcnow,
 )
 from ...protocols import SecretStore
+from ...urlpath import path_segment
 from . import auth
 from .batch import MAX_BATCH, BatchResponseError, build_batch, parse_batch
 from .labels import LabelCache
@@ -656,7 +656,7 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
     def _attachment_data(
         self, message_id: str, attachment_id: str, into: IO[bytes] | None
     ) -> bytes:
-        quoted = urllib.parse.quote(attachment_id, safe="")
+        quoted = path_segment(attachment_id, "Gmail attachment id", provider="google")
         data = self._call("GET", f"messages/{message_id}/attachments/{quoted}")
         encoded = data.get("data")
         if not isinstance(encoded, str):

@@ -32,6 +32,7 @@ from ...errors import (
     ProviderUnavailableError,
 )
 from ...models import OAuthTokens
+from ...tls import tls_verification_error
 
 __all__ = [
     "TERMINAL_OAUTH_ERRORS",
@@ -90,12 +91,13 @@ def _transport(session: requests.Session) -> Any:
     return _FailFastRequest(session=session)
 
 
-def map_refresh_error(exc: BaseException) -> MailParityError:
+def map_refresh_error(exc: BaseException, token_uri: str = "") -> MailParityError:
     """Turn a google-auth / transport failure of a token refresh into the library's errors.
 
     Terminal OAuth errors become :class:`AuthExpiredError` (the user or admin must act); outages
-    become :class:`ProviderUnavailableError`; anything else is an :class:`AuthError`. The message
-    carries the OAuth error code and Google's description, never a token or secret.
+    become :class:`ProviderUnavailableError`, an untrusted certificate of ``token_uri`` a
+    :class:`~mailparity.errors.TLSVerificationError`; anything else is an :class:`AuthError`.
+    The message carries the OAuth error code and Google's description, never a token or secret.
     """
     from google.auth import exceptions as gexc
 
@@ -126,6 +128,9 @@ def map_refresh_error(exc: BaseException) -> MailParityError:
             return ProviderUnavailableError(message, code=code, provider="google")
         return AuthError(message, code=code, provider="google")
     if isinstance(exc, gexc.TransportError):
+        tls_error = tls_verification_error(exc, token_uri, provider="google")
+        if tls_error is not None:
+            return tls_error
         return ProviderUnavailableError(
             f"the Google token endpoint could not be reached ({type(exc).__name__})",
             provider="google",
@@ -173,7 +178,7 @@ def refresh_user_tokens(
     try:
         creds.refresh(_transport(session))
     except (gexc.GoogleAuthError, _TokenEndpointUnavailableError) as exc:
-        raise map_refresh_error(exc) from None
+        raise map_refresh_error(exc, token_uri) from None
     new_refresh = str(creds.refresh_token or refresh_token)
     return OAuthTokens(
         access_token=SecretStr(str(creds.token)),
@@ -220,7 +225,7 @@ def refresh_service_account(
     try:
         creds.refresh(_transport(session))
     except (gexc.GoogleAuthError, _TokenEndpointUnavailableError) as exc:
-        raise map_refresh_error(exc) from None
+        raise map_refresh_error(exc, token_uri) from None
     return OAuthTokens(
         access_token=SecretStr(str(creds.token)),
         refresh_token=None,

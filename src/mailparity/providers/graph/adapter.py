@@ -49,6 +49,7 @@ from ...models import (
     utcnow,
 )
 from ...protocols import MetaStore
+from ...urlpath import path_segment
 from .auth import (
     build_msal_app,
     missing_refresh_token,
@@ -128,9 +129,23 @@ def _cid_references(html: str | None) -> set[str]:
 _MESSAGE_QUERY = urlencode({"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND})
 
 
-def _q(value: str) -> str:
-    """A path segment: ids keep ``=`` (Graph's own links do too), everything else is escaped."""
-    return quote(value, safe="=-_.")
+def _q(value: str, what: str = "Graph id") -> str:
+    """A path segment: ids keep ``=`` (Graph's own links do too), everything else is escaped.
+
+    Raises BadRequestError for a dot segment or another id that would change the path."""
+    return path_segment(value, what, provider="microsoft", safe="=")
+
+
+def _mid(message_id: str) -> str:
+    return _q(message_id, "Graph message id")
+
+
+def _aid(attachment_id: str) -> str:
+    return _q(attachment_id, "Graph attachment id")
+
+
+def _sid(subscription_id: str) -> str:
+    return _q(subscription_id, "Graph subscription id")
 
 
 class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
@@ -286,7 +301,10 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         # msal answers acquire_token_for_client from its cache first; a refresh (after a 401 or
         # at expiry) must reach the token endpoint, so drop what it cached.
         app.remove_tokens_for_client()
-        result = run_token_call(lambda: app.acquire_token_for_client(scopes=self._scopes()))
+        result = run_token_call(
+            lambda: app.acquire_token_for_client(scopes=self._scopes()),
+            self.config.login_base_url,
+        )
         return tokens_from_result(result, now=self.clock(), previous=None)
 
     def _initial_tokens(self) -> OAuthTokens | None:
@@ -312,7 +330,8 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         refresh_token = tokens.refresh_token.get_secret_value()
         scopes = self._scopes()
         result = run_token_call(
-            lambda: app.acquire_token_by_refresh_token(refresh_token, scopes=scopes)
+            lambda: app.acquire_token_by_refresh_token(refresh_token, scopes=scopes),
+            self.config.login_base_url,
         )
         return tokens_from_result(result, now=self.clock(), previous=tokens)
 
@@ -401,7 +420,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         expires_at, wire = subscription_expiry(self.config, self.clock())
         try:
             response = self._call(
-                "PATCH", f"/subscriptions/{_q(sub_id)}", json={"expirationDateTime": wire},
+                "PATCH", f"/subscriptions/{_sid(sub_id)}", json={"expirationDateTime": wire},
                 absolute=True,
             )
         except NotFoundError:
@@ -430,7 +449,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         if not sub_id:
             return self._create_subscription(delete_previous=False)
         try:
-            self._call("POST", f"/subscriptions/{_q(sub_id)}/reauthorize", absolute=True)
+            self._call("POST", f"/subscriptions/{_sid(sub_id)}/reauthorize", absolute=True)
         except (ThrottledError, ProviderUnavailableError):
             raise  # renewing would meet the same throttling or outage
         except ProviderError as exc:
@@ -445,7 +464,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
     def _delete_remote(self, sub_id: str, *, quiet: bool) -> None:
         try:
             self._call(
-                "DELETE", f"/subscriptions/{_q(sub_id)}", allow_status=frozenset({404}),
+                "DELETE", f"/subscriptions/{_sid(sub_id)}", allow_status=frozenset({404}),
                 absolute=True,
             )
         except ProviderError as exc:
@@ -480,7 +499,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         if not message_id:
             raise NotFoundError("empty message id", provider=self.provider)
         # The query encoded once, exactly as requests would encode these params on every call.
-        path = f"/messages/{_q(message_id)}?{_MESSAGE_QUERY}"
+        path = f"/messages/{_mid(message_id)}?{_MESSAGE_QUERY}"
         data = self._json(self._call("GET", path))
         return self._message_from_json(message_id, data)
 
@@ -520,6 +539,11 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             if not isinstance(mid, str) or not mid:
                 results[str(mid)] = NotFoundError("empty message id", provider=self.provider)
                 continue
+            try:
+                _mid(mid)
+            except BadRequestError as exc:
+                results[mid] = exc  # this id only: the others are still fetched
+                continue
             unique.append(mid)
         for start in range(0, len(unique), GRAPH_BATCH_LIMIT):
             self._batch_chunk(unique[start : start + GRAPH_BATCH_LIMIT], results)
@@ -540,7 +564,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                 {
                     "id": str(index),
                     "method": "GET",
-                    "url": f"{self.mailbox_root}/messages/{_q(mid)}?{query}",
+                    "url": f"{self.mailbox_root}/messages/{_mid(mid)}?{query}",
                     # Graph applies a header only to the request it is on: the $batch POST's
                     # Prefer does not reach its members, so each member asks for immutable ids
                     # itself (else catch-up would publish other ids than push does).
@@ -638,7 +662,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         return error
 
     def _mime_headers(self, message_id: str) -> list[Header]:
-        response = self._call("GET", f"/messages/{_q(message_id)}/$value")
+        response = self._call("GET", f"/messages/{_mid(message_id)}/$value")
         return list(mime.parse_mime(response.content).headers)
 
     def _attachments(
@@ -697,7 +721,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         """contentId of one inline file attachment (the message fetch cannot select it)."""
         try:
             data = self._json(
-                self._call("GET", f"/messages/{_q(message_id)}/attachments/{_q(attachment_id)}")
+                self._call("GET", f"/messages/{_mid(message_id)}/attachments/{_aid(attachment_id)}")
             )
         except NotFoundError:
             return None
@@ -713,7 +737,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         ``b""`` is returned, so a large attachment never sits in memory. Item attachments give
         their MIME; reference attachments have no bytes (Graph answers 405: BadRequestError).
         """
-        path = f"/messages/{_q(message_id)}/attachments/{_q(attachment_id)}/$value"
+        path = f"/messages/{_mid(message_id)}/attachments/{_aid(attachment_id)}/$value"
         response = self._call("GET", path, stream=into is not None)
         if into is None:
             return response.content
@@ -736,7 +760,7 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         strategy = self.config.processed_strategy
         if strategy == "none":
             return
-        path = f"/messages/{_q(message_id)}"
+        path = f"/messages/{_mid(message_id)}"
         if strategy == "mark_read":
             self._call("PATCH", path, json={"isRead": True})
         elif strategy == "category":

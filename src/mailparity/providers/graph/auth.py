@@ -25,6 +25,7 @@ from ...errors import (
     ProviderUnavailableError,
 )
 from ...models import MicrosoftProviderConfig, OAuthTokens
+from ...tls import tls_verification_error
 
 __all__ = [
     "TERMINAL_AADSTS",
@@ -141,6 +142,9 @@ def build_msal_app(
             token_cache=msal.TokenCache(),
         )
     except (requests.ConnectionError, requests.Timeout) as exc:
+        tls_error = tls_verification_error(exc, authority, provider="microsoft")
+        if tls_error is not None:
+            raise tls_error from None
         raise ProviderUnavailableError(
             f"authority {authority} unreachable: {type(exc).__name__}", provider="microsoft"
         ) from None
@@ -163,13 +167,17 @@ def _microsoft_login_hosts() -> frozenset[str]:
     return frozenset(host.lower() for host in WELL_KNOWN_AUTHORITY_HOSTS)
 
 
-def run_token_call(call: Callable[[], Any]) -> Mapping[str, Any]:
-    """Run one msal token call; transport failures become ProviderUnavailableError."""
+def run_token_call(call: Callable[[], Any], login_base_url: str = "") -> Mapping[str, Any]:
+    """Run one msal token call; transport failures become ProviderUnavailableError, an untrusted
+    certificate of ``login_base_url`` a TLSVerificationError."""
     try:
         result = call()
     except MailParityError:
         raise
     except (requests.ConnectionError, requests.Timeout) as exc:
+        tls_error = tls_verification_error(exc, login_base_url, provider="microsoft")
+        if tls_error is not None:
+            raise tls_error from None
         raise ProviderUnavailableError(
             f"Microsoft token endpoint unreachable: {type(exc).__name__}", provider="microsoft"
         ) from None

@@ -170,6 +170,10 @@ def graph_attachment(item: Mapping[str, Any], index: int) -> Attachment | None:
         # Exchange names an attached message after its subject ("Original: löschen?"), not as a
         # file: the shared rule makes the file name every other path gives it.
         name = mime.message_attachment_name(name, content_type, index)
+    else:
+        # The sender chose this name: the rule of the Gmail and raw-MIME paths makes it safe
+        # (no directories, no ``..``, no control characters), so one email gives one name.
+        name = mime.attachment_name(name, None, content_type, index)
     try:
         size = max(0, int(item.get("size") or 0))
     except (TypeError, ValueError):
