@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from .webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+from .webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["WebhookServer", "make_wsgi_app", "serve", "serve_in_thread"]
 
@@ -109,19 +109,18 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | WebhookResponse:
 
 
 def make_wsgi_app(
-    handler: WebhookHandler,
-    *,
-    microsoft_path: str = "/webhooks/microsoft",
-    google_path: str = "/webhooks/google",
+    handler: WebhookHandler, *, prefix: str = DEFAULT_PREFIX, **paths: str
 ) -> WSGIApp:
-    """A WSGI application routing ``microsoft_path`` and ``google_path`` to ``handler``.
+    """A WSGI application routing each provider's push endpoint to ``handler``: ``{prefix}/{key}``
+    for every provider with a push source (``/webhooks/microsoft``, ``/webhooks/google``), or the
+    path given as ``<key>_path=`` (``microsoft_path="/graph"``).
 
     Other paths answer 404. A handler that raises (a bug, never bad input) answers 500 and is
     logged without the request's contents.
     """
     routes: dict[str, Callable[[WebhookRequest], WebhookResponse]] = {
-        microsoft_path.rstrip("/") or "/": handler.handle_microsoft,
-        google_path.rstrip("/") or "/": handler.handle_google,
+        path.rstrip("/") or "/": getattr(handler, f"handle_{key}")
+        for key, path in push_routes(handler, prefix=prefix, paths=paths).items()
     }
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_urlpatterns", "webhook_view"]
 
@@ -78,24 +78,22 @@ def webhook_view(
 def webhook_urlpatterns(
     handler: WebhookHandler,
     *,
-    microsoft_path: str = "webhooks/microsoft",
-    google_path: str = "webhooks/google",
+    prefix: str = DEFAULT_PREFIX,
     name_prefix: str = "mailparity",
+    **paths: str,
 ) -> list[Any]:
-    """URL patterns for the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+    """URL patterns for the push endpoint of every provider ``handler`` takes pushes for:
+    ``{prefix}/{key}`` (``webhooks/microsoft``, ``webhooks/google``) or the path given as
+    ``<key>_path=``.
 
-    Paths follow Django's convention (no leading slash). Named ``<name_prefix>-microsoft`` and
-    ``<name_prefix>-google`` for ``reverse()``.
+    Paths follow Django's convention (no leading slash). Named ``<name_prefix>-<key>``
+    (``mailparity-microsoft``) for ``reverse()``.
     """
     return [
         path(
-            microsoft_path.lstrip("/"),
-            webhook_view(handler, handler.handle_microsoft),
-            name=f"{name_prefix}-microsoft",
-        ),
-        path(
-            google_path.lstrip("/"),
-            webhook_view(handler, handler.handle_google),
-            name=f"{name_prefix}-google",
-        ),
+            route.lstrip("/"),
+            webhook_view(handler, getattr(handler, f"handle_{key}")),
+            name=f"{name_prefix}-{key}",
+        )
+        for key, route in push_routes(handler, prefix=prefix, paths=paths).items()
     ]

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_router"]
 
@@ -71,26 +71,20 @@ def _endpoint(
 
 
 def webhook_router(
-    handler: WebhookHandler,
-    *,
-    microsoft_path: str = "/webhooks/microsoft",
-    google_path: str = "/webhooks/google",
+    handler: WebhookHandler, *, prefix: str = DEFAULT_PREFIX, **paths: str
 ) -> APIRouter:
-    """An APIRouter with the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+    """An APIRouter with the push endpoint of every provider ``handler`` takes pushes for:
+    ``{prefix}/{key}`` (``/webhooks/microsoft``, ``/webhooks/google``) or the path given as
+    ``<key>_path=``.
 
     The routes are left out of the OpenAPI schema: providers, not API clients, call them.
     """
     router = APIRouter()
-    router.add_api_route(
-        microsoft_path,
-        _endpoint(handler, handler.handle_microsoft),
-        methods=["GET", "POST"],
-        include_in_schema=False,
-    )
-    router.add_api_route(
-        google_path,
-        _endpoint(handler, handler.handle_google),
-        methods=["GET", "POST"],
-        include_in_schema=False,
-    )
+    for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
+        router.add_api_route(
+            path,
+            _endpoint(handler, getattr(handler, f"handle_{key}")),
+            methods=["GET", "POST"],
+            include_in_schema=False,
+        )
     return router

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, request
 
-from ..webhooks import WebhookHandler, WebhookRequest, WebhookResponse
+from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_blueprint"]
 
@@ -50,32 +52,30 @@ def webhook_blueprint(
     handler: WebhookHandler,
     *,
     name: str = "mailparity_webhooks",
-    microsoft_path: str = "/webhooks/microsoft",
-    google_path: str = "/webhooks/google",
+    prefix: str = DEFAULT_PREFIX,
+    **paths: str,
 ) -> Blueprint:
-    """A Blueprint with the Microsoft Graph and Google Pub/Sub endpoints of ``handler``.
+    """A Blueprint with the push endpoint of every provider ``handler`` takes pushes for:
+    ``{prefix}/{key}`` (``/webhooks/microsoft``, ``/webhooks/google``) or the path given as
+    ``<key>_path=``. Each endpoint is named after its provider key.
 
     Flask does not apply CSRF protection by itself; if an extension does (Flask-WTF's
     ``CSRFProtect``), exempt this blueprint: providers cannot send CSRF tokens.
     """
     blueprint = Blueprint(name, __name__)
-
-    def microsoft() -> Response:
-        converted = _from_flask(handler)
-        if isinstance(converted, Response):
-            return converted
-        return _to_flask(handler.handle_microsoft(converted))
-
-    def google() -> Response:
-        converted = _from_flask(handler)
-        if isinstance(converted, Response):
-            return converted
-        return _to_flask(handler.handle_google(converted))
-
-    blueprint.add_url_rule(
-        microsoft_path, "microsoft", microsoft, methods=["GET", "POST"], strict_slashes=False
-    )
-    blueprint.add_url_rule(
-        google_path, "google", google, methods=["GET", "POST"], strict_slashes=False
-    )
+    for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
+        blueprint.add_url_rule(
+            path, key, _view(handler, key), methods=["GET", "POST"], strict_slashes=False
+        )
     return blueprint
+
+
+def _view(handler: WebhookHandler, key: str) -> Callable[[], Response]:
+    def view() -> Response:
+        converted = _from_flask(handler)
+        if isinstance(converted, Response):
+            return converted
+        return _to_flask(getattr(handler, f"handle_{key}")(converted))
+
+    view.__name__ = f"mailparity_{key}"
+    return view

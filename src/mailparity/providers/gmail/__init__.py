@@ -28,6 +28,16 @@ SPEC = ProviderSpec(
     title="Gmail / Google Workspace",
     config_model=GmailProviderConfig,
     adapter="mailparity.providers.gmail.adapter:GmailAdapter",
+    push="mailparity.providers.gmail.push:GmailPush",
+    push_options=frozenset(
+        {
+            "google_audience",
+            "google_service_accounts",
+            "verify_google_tokens",
+            "google_certs_url",
+            "google_clock_skew_seconds",
+        }
+    ),
     renewal=RenewalRule(
         needs_renewal=needs_renewal,
         state=watch_state,
