@@ -129,7 +129,7 @@ def _save_connection(
     """Store a new connection, or reconnect an existing one (``--id``, or the same mailbox of the
     same provider): its subscription, cursors and other settings are kept, ``needs_consent`` is
     cleared. One provider per mailbox, so a mailbox connected twice is not delivered twice."""
-    from .models import GmailProviderConfig, MicrosoftProviderConfig
+    from .providers import get_spec
 
     store = _store(args)
     existing = (
@@ -143,18 +143,20 @@ def _save_connection(
         changes = {key: value for key, value in fields.items() if value is not None}
         changes.update(mailbox=mailbox, needs_consent=False, auth_error_code=None)
         # Tokens first: once needs_consent is cleared, parked jobs run and must find them.
-        store.save_tokens(provider_id, tokens)
+        if tokens is not None:
+            store.save_tokens(provider_id, tokens)
         store.update_provider(provider_id, changes)
         verb = "reconnected"
     else:
         provider_id = args.id or f"{kind}-{uuid.uuid4().hex[:8]}"
-        model = MicrosoftProviderConfig if kind == "microsoft" else GmailProviderConfig
+        model = get_spec(kind).config_model
         store.save_provider(
             model(provider_id=provider_id, tenant=args.tenant, mailbox=mailbox, **fields)
         )
-        store.save_tokens(provider_id, tokens)
+        if tokens is not None:
+            store.save_tokens(provider_id, tokens)
         verb = "connected"
-    if tokens.refresh_token is None:
+    if tokens is not None and tokens.refresh_token is None:
         print(
             "warning: no refresh token was issued; the connection stops working when the access"
             " token expires",
@@ -162,6 +164,42 @@ def _save_connection(
         )
     print(f"{verb} {mailbox} as provider {provider_id}")
     return 0
+
+
+class ConnectContext:
+    """What a provider's ``cli_connect`` hook gets from the command line (see
+    :meth:`~mailparity.providers.base.ProviderSpec.cli_connect_hook`): the hook's
+    ``run(args, ctx)`` signs in, then calls :meth:`save`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def store(self) -> Any:
+        """The command's store."""
+        return _store(self.args)
+
+    def secrets(self) -> Any:
+        """The tenant secrets of ``--secrets`` (or None)."""
+        return _secrets(self.args)
+
+    def save(
+        self, kind: str, mailbox: str, fields: dict[str, Any], tokens: Any = None
+    ) -> int:
+        """Store the connection (or reconnect the same mailbox; ``tokens`` may be None for a
+        provider that signs in with a stored password) and print what was done."""
+        return _save_connection(self.args, kind, mailbox, fields, tokens)
+
+    @staticmethod
+    def fail(message: str) -> NoReturn:
+        """Stop with a user error (one line, exit code 2)."""
+        _fail(message)
+
+
+def _cmd_connect_hook(args: argparse.Namespace) -> int:
+    from .providers import get_spec
+
+    hook = get_spec(args.kind).cli_connect_hook()
+    return int(hook.run(args, ConnectContext(args)))
 
 
 def _cmd_connect_microsoft(args: argparse.Namespace) -> int:
@@ -477,8 +515,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from .worker import Worker
 
-    worker = Worker(_store(args), _publisher(args), threads=args.threads, secrets=_secrets(args))
+    worker = Worker(
+        _store(args), _publisher(args), threads=args.threads, secrets=_secrets(args),
+        listen=args.listen,
+    )
     worker.run()
+    return 0
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    if args.worker:
+        args.listen = True
+        return _cmd_worker(args)
+    from .listeners import ListenerGroup
+
+    group = ListenerGroup(_store(args), secrets=_secrets(args))
+    if not group:
+        _fail("no registered provider has a push listener")
+    print("listening; run `mailparity worker` to process what arrives", file=sys.stderr)
+    group.run()
     return 0
 
 
@@ -641,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     gg.add_argument("--port", type=int, default=0)
     gg.add_argument("--no-browser", action="store_true")
     gg.set_defaults(func=_cmd_connect_google)
+    _add_connect_hooks(csub)
 
     providers = sub.add_parser("providers", help="list, show or remove providers")
     psub = providers.add_subparsers(dest="action", required=True)
@@ -675,7 +731,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
     worker = sub.add_parser("worker", help="process jobs until stopped")
     worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument(
+        "--listen", action="store_true", help="also run the push listeners (IMAP IDLE)"
+    )
     worker.set_defaults(func=_cmd_worker)
+    listen = sub.add_parser(
+        "listen", help="run the push listeners (IMAP IDLE) of every mailbox until stopped"
+    )
+    listen.add_argument("--worker", action="store_true", help="also process the jobs here")
+    listen.add_argument("--threads", type=int, default=4, help="worker threads (with --worker)")
+    listen.set_defaults(func=_cmd_listen)
     maintain = sub.add_parser("maintain", help="renewal sweep, silence detection, catch-up")
     maintain.add_argument("--loop", action="store_true", help="repeat every --interval seconds")
     maintain.add_argument("--interval", type=float, default=900.0)
@@ -700,6 +765,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _add_connect_hooks(csub: Any) -> None:
+    """``connect <key>`` for every registered provider whose spec has a CLI connect hook."""
+    from .providers import specs
+
+    for spec in specs():
+        if spec.key in csub.choices:
+            continue
+        hook = spec.cli_connect_hook()
+        if hook is None:
+            continue
+        parser = csub.add_parser(spec.key, help=spec.title or spec.key)
+        hook.add_arguments(parser)
+        parser.set_defaults(func=_cmd_connect_hook)
 
 
 def _one_line(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from types import FrameType
@@ -42,6 +42,9 @@ class Worker:
         sleep: how to wait between polls; by default the worker waits on its stop event, so
             :meth:`stop` wakes it at once. Also passed to the adapters (HTTP retry waits).
         stop_event: a ``threading.Event`` that stops the worker when set (one is made if None).
+        listen: also run the push listeners of the providers that have one (IMAP IDLE; see
+            :class:`~mailparity.listeners.ListenerGroup`) while :meth:`run` runs.
+        listener_options: keyword arguments for those listeners (``idle_timeout`` ...).
         **processor_kwargs: every other :class:`Processor` argument (``secrets``, ``session``,
             ``adapter_factory``, ``max_attempts``, ``on_report`` ...).
     """
@@ -57,6 +60,8 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] | None = None,
         stop_event: threading.Event | None = None,
+        listen: bool = False,
+        listener_options: Mapping[str, Any] | None = None,
         **processor_kwargs: Any,
     ) -> None:
         if threads < 1:
@@ -66,6 +71,10 @@ class Worker:
         self.clock = clock
         self.stop_event = stop_event or threading.Event()
         self._sleep = sleep
+        self.listen = listen
+        self.listener_options = dict(listener_options or {})
+        if "secrets" in processor_kwargs:
+            self.listener_options.setdefault("secrets", processor_kwargs["secrets"])
         if sleep is not None:
             processor_kwargs.setdefault("sleep", sleep)
         self.processor = Processor(
@@ -109,6 +118,7 @@ class Worker:
         Returns how many jobs ran.
         """
         restore = self._install_signal_handlers()
+        listeners = self._start_listeners()
         ran = 0
         idle_polls = 0
         inflight: set[Future[None]] = set()
@@ -136,10 +146,24 @@ class Worker:
                 # Graceful: let running jobs finish (leaving the pool waits for them).
                 wait(inflight)
         finally:
+            if listeners is not None:
+                listeners.stop()
             restore()
             self.jobs_run += ran
         log.info("worker %s stopped after %d job(s)", self.processor.worker_id, ran)
         return ran
+
+    def _start_listeners(self) -> Any:
+        if not self.listen:
+            return None
+        from .listeners import ListenerGroup
+
+        group = ListenerGroup(
+            self.processor.store, stop_event=self.stop_event, clock=self.clock,
+            **self.listener_options,
+        )
+        group.start()
+        return group
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

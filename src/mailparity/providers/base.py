@@ -21,7 +21,10 @@ provider. The spec says:
 * ``subscription_id``: the id a push is routed by (stores index it for
   ``find_provider_by_subscription``);
 * ``cli_connect`` / ``web_connect``: the sign-in flows (``mailparity connect <key>``; web
-  connect is for host applications).
+  connect is for host applications);
+* ``listener``: a long-running push listener (IMAP IDLE) for a provider whose pushes are not
+  webhooks, or None. ``mailparity listen`` and ``Worker(listen=True)`` run one per provider that
+  has one (see :class:`PushListener`).
 
 Everything given as a ``"module:Name"`` string is imported on first use.
 """
@@ -32,13 +35,13 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..adapter import EmailProviderAdapter
     from ..models import ProviderConfigBase
 
-__all__ = ["ProviderSpec", "RenewalRule", "resolve"]
+__all__ = ["ProviderSpec", "PushListener", "RenewalRule", "resolve"]
 
 
 def resolve(ref: Any) -> Any:
@@ -78,6 +81,23 @@ class RenewalRule:
     settings: Mapping[str, timedelta] = field(default_factory=dict)
 
 
+@runtime_checkable
+class PushListener(Protocol):
+    """A provider's long-running push source (for example IMAP IDLE).
+
+    The spec's ``listener`` is a class called as
+    ``listener(store, *, stop_event, clock=..., sleep=..., **options)`` (``store`` is the
+    :class:`~mailparity.protocols.StateStore`; unknown options are ignored). It watches every
+    active stored mailbox of its provider (mailboxes added later included) and turns what it
+    hears into durable jobs with ``store.enqueue_job``, exactly like a webhook push; the
+    Processor does the rest. It never publishes events itself.
+    """
+
+    def run(self) -> None:
+        """Listen until ``stop_event`` is set; never raises for a mailbox's failure."""
+        ...
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """Everything the core needs to know about one provider (see the module docstring)."""
@@ -98,6 +118,8 @@ class ProviderSpec:
     stale_push: Callable[[Any, Mapping[str, Any]], bool] = _never_stale
     cli_connect: Any = None
     web_connect: Any = None
+    #: The :class:`PushListener` class (or its ``"module:Name"``), or None.
+    listener: Any = None
 
     def __post_init__(self) -> None:
         if not self.key or not self.key.isascii() or not self.key.replace("_", "").isalnum():
@@ -117,6 +139,10 @@ class ProviderSpec:
     def cli_connect_hook(self) -> Any:
         """The CLI connect hook (``add_arguments(parser)`` and ``run(args, ctx)``), or None."""
         return None if self.cli_connect is None else resolve(self.cli_connect)
+
+    def listener_class(self) -> Any:
+        """The push listener class (imported on first use), or None."""
+        return None if self.listener is None else resolve(self.listener)
 
     def renewal_settings(self) -> dict[str, timedelta]:
         """The renewal rule's default settings (empty without a rule)."""
