@@ -272,8 +272,19 @@ def test_list_filters_and_pages(gmail: FakeGmail, http: requests.Session, clock:
     assert [m["id"] for m in subject["messages"]] == [ids[2]]
     none = http.get(_api(gmail, "messages?q=is:starred"), headers=headers).json()
     assert none == {"resultSizeEstimate": 0}
-    unsupported = http.get(_api(gmail, "messages?q=has:attachment"), headers=headers)
-    assert unsupported.status_code == 400
+    # Negated terms (what the library's full sync sends), spam asked for in the query itself.
+    not_sent = http.get(_api(gmail, f"messages?q=after:{cutoff} -in:sent -in:drafts"),
+                        headers=headers).json()
+    assert [m["id"] for m in not_sent["messages"]] == [ids[4], ids[3]]
+    not_n2 = http.get(_api(gmail, '-subject:"n2" in:inbox'.join(["messages?q=", ""])),
+                      headers=headers).json()
+    assert ids[2] not in [m["id"] for m in not_n2["messages"]]
+    assert len(not_n2["messages"]) == 4
+    in_spam = http.get(_api(gmail, "messages?q=in:spam"), headers=headers).json()
+    assert [m["id"] for m in in_spam["messages"]] == [spam]
+    for unsupported in ("larger:10M", "n1 OR n2", "{in:inbox in:sent}", "plainword"):
+        answer = http.get(_api(gmail, "messages"), params={"q": unsupported}, headers=headers)
+        assert answer.status_code == 400, unsupported
     assert http.get(_api(gmail, "messages?pageToken=bogus"), headers=headers).status_code == 400
 
 

@@ -8,10 +8,12 @@ expiration). Messages are delivered as raw RFC 5322 bytes and rendered like Gmai
 base64url ``data`` or an ``attachmentId``, ``parts``), ``raw``, ``metadata`` and ``minimal``.
 
 Endpoints under ``{base_url}/gmail/v1/users/{me|address}/``: ``profile``, ``messages`` (labelIds,
-q with ``after:``/``before:``/``is:``/``in:``/``label:``/``from:``/``to:``/``subject:``,
-pageToken, maxResults), ``messages/{id}`` (format, metadataHeaders), ``messages/{id}/modify``,
-``messages/{id}/attachments/{aid}``, ``labels`` (list, create), ``labels/{id}``, ``history``
-(startHistoryId, historyTypes, labelId, pageToken, maxResults; 404 when the start is older than the
+q with ``after:``/``before:``/``newer_than:``/``older_than:``/``is:``/``in:``/``label:``/
+``category:``/``has:attachment``/``from:``/``to:``/``subject:``, each negatable with ``-``,
+quoted values; includeSpamTrash, pageToken, maxResults), ``messages/{id}`` (format,
+metadataHeaders), ``messages/{id}/modify``, ``messages/{id}/attachments/{aid}``, ``labels``
+(list, create), ``labels/{id}``, ``history`` (startHistoryId, historyTypes, labelId, pageToken,
+maxResults; 404 when the start is older than the
 retained history), ``watch``, ``stop``. Batches: ``POST {base_url}/batch/gmail/v1`` (and
 ``/batch``, the path google-api-python-client uses), multipart/mixed, at most 100 parts. Token
 endpoint at ``token_uri`` (``refresh_token`` and service-account ``jwt-bearer`` grants); the push
@@ -804,7 +806,9 @@ class FakeGmail(ProviderFake):
         include_spam = (request.param("includeSpamTrash") or "false").lower() == "true"
         max_results = _bounded_int(request.param("maxResults"), 100, 1, 500, "maxResults")
         offset = _page_offset(request.param("pageToken"))
-        conditions = _parse_query(request.param("q") or "", box)
+        query = request.param("q") or ""
+        conditions = _parse_query(query, box, self.now())
+        include_spam = include_spam or _search_includes_spam(query)
         items = [
             m
             for m in box.messages.values()
@@ -1091,53 +1095,107 @@ def _query_time(value: str) -> float:
     return datetime(year, month, day, tzinfo=timezone.utc).timestamp()
 
 
-def _parse_query(query: str, box: GmailMailbox) -> list[Any]:
-    """Conditions of a Gmail search; the fake supports a documented subset and rejects the rest
-    (an unsupported operator silently ignored would make a test pass for the wrong reason)."""
+#: ``in:`` / ``label:`` names of system labels as Gmail's search box spells them.
+_SEARCH_ALIASES = {
+    "inbox": "INBOX", "sent": "SENT", "draft": "DRAFT", "drafts": "DRAFT", "spam": "SPAM",
+    "trash": "TRASH", "chat": "CHAT", "chats": "CHAT", "starred": "STARRED",
+    "important": "IMPORTANT", "unread": "UNREAD",
+}
+_SEARCH_TOKEN = re.compile(r'-?[A-Za-z_]+:"[^"]*"|-?"[^"]*"|\S+')
+_UNITS = {"d": 86_400, "m": 30 * 86_400, "y": 365 * 86_400}
+
+
+def _search_terms(query: str) -> list[tuple[bool, str, str]]:
+    """``(negated, operator, value)`` of each term of a Gmail search (``-`` negates a term;
+    values may be quoted). ``OR``, ``{}`` and ``()`` groups are not supported: 400."""
+    terms: list[tuple[bool, str, str]] = []
+    for token in _SEARCH_TOKEN.findall(query):
+        negated = token.startswith("-")
+        body = token[1:] if negated else token
+        key, sep, value = body.partition(":")
+        value = value.strip('"')
+        if not sep or not value or any(c in token for c in "{}()"):
+            raise _GmailError(
+                400, f"Unsupported search term in the fake: {token}", "invalidArgument"
+            )
+        terms.append((negated, key.lower(), value))
+    return terms
+
+
+def _search_includes_spam(query: str) -> bool:
+    """Whether the search asks for SPAM / TRASH itself (``in:spam``, ``in:anywhere``...), which
+    lifts ``messages.list``'s default exclusion of those labels."""
+    return any(
+        not negated and key in ("in", "label") and value.lower() in ("spam", "trash", "anywhere")
+        for negated, key, value in _search_terms(query)
+    )
+
+
+def _parse_query(query: str, box: GmailMailbox, now: datetime | None = None) -> list[Any]:
+    """Conditions of a Gmail search; the fake supports a documented subset (each term may be
+    negated with ``-``) and rejects the rest: an unsupported operator silently ignored would make
+    a test pass for the wrong reason."""
     conditions: list[Any] = []
-    for term in query.split():
-        key, sep, value = term.partition(":")
-        key = key.lower()
-        if not sep or not value:
-            raise _GmailError(
-                400, f"Unsupported search term in the fake: {term}", "invalidArgument"
-            )
-        if key == "after":
-            moment = _query_time(value)
-            conditions.append(lambda m, t=moment: m.internal_date / 1000 >= t)
-        elif key == "before":
-            moment = _query_time(value)
-            conditions.append(lambda m, t=moment: m.internal_date / 1000 < t)
-        elif key == "is" and value.lower() in ("unread", "read", "starred", "important"):
-            flag = value.lower()
-            if flag == "read":
-                conditions.append(lambda m: "UNREAD" not in m.label_ids)
-            else:
-                name = flag.upper()
-                conditions.append(lambda m, n=name: n in m.label_ids)
-        elif key in ("in", "label"):
-            wanted = value.lower()
-            if wanted == "anywhere":
-                continue
-            ids = {
-                label_id
-                for label_id, label in box.labels.items()
-                if label_id.lower() == wanted or label["name"].lower() == wanted
-            }
-            conditions.append(lambda m, found=ids: bool(found & set(m.label_ids)))
-        elif key in ("from", "to"):
-            header = "From" if key == "from" else "To"
-            needle = value.lower()
-            conditions.append(
-                lambda m, h=header, n=needle: any(
-                    n in f"{name} {address}".lower() for name, address in m.parsed.addresses(h)
-                )
-            )
-        elif key == "subject":
-            needle = value.lower()
-            conditions.append(lambda m, n=needle: n in (m.parsed.decoded("Subject") or "").lower())
+    for negated, key, value in _search_terms(query):
+        condition = _search_condition(key, value, box, now)
+        if condition is None:
+            if negated:  # -in:anywhere matches nothing
+                conditions.append(lambda m: False)
+            continue
+        if negated:
+            conditions.append(lambda m, c=condition: not c(m))
         else:
-            raise _GmailError(
-                400, f"Unsupported search term in the fake: {term}", "invalidArgument"
-            )
+            conditions.append(condition)
     return conditions
+
+
+def _search_condition(key: str, value: str, box: GmailMailbox, now: datetime | None) -> Any:
+    """One term's test of a message (None: the term matches every message)."""
+    if key in ("after", "before"):
+        moment = _query_time(value)
+        if key == "after":
+            return lambda m, t=moment: m.internal_date / 1000 >= t
+        return lambda m, t=moment: m.internal_date / 1000 < t
+    if key in ("newer_than", "older_than"):
+        match = re.fullmatch(r"(\d+)([dmy])", value.lower())
+        if match is None or now is None:
+            raise _GmailError(400, f"Invalid value in query: {key}:{value}", "invalidArgument")
+        edge = now.timestamp() - int(match.group(1)) * _UNITS[match.group(2)]
+        if key == "newer_than":
+            return lambda m, t=edge: m.internal_date / 1000 >= t
+        return lambda m, t=edge: m.internal_date / 1000 < t
+    if key == "is" and value.lower() in ("unread", "read", "starred", "important"):
+        flag = value.lower()
+        if flag == "read":
+            return lambda m: "UNREAD" not in m.label_ids
+        name = flag.upper()
+        return lambda m, n=name: n in m.label_ids
+    if key == "has" and value.lower() == "attachment":
+        return lambda m: bool(m.parsed.attachments)
+    if key == "category":
+        wanted_category = "CATEGORY_" + value.upper()
+        return lambda m, w=wanted_category: w in m.label_ids
+    if key in ("in", "label"):
+        wanted = value.lower()
+        if wanted == "anywhere":
+            return None
+        alias = _SEARCH_ALIASES.get(wanted)
+        # Gmail's search writes the "/" and " " of label names as "-".
+        spellings = {wanted, wanted.replace("-", " "), wanted.replace("-", "/")}
+        ids = {
+            label_id
+            for label_id, label in box.labels.items()
+            if label_id.lower() == wanted or label["name"].lower() in spellings or label_id == alias
+        }
+        return lambda m, found=ids: bool(found & set(m.label_ids))
+    if key in ("from", "to"):
+        header = "From" if key == "from" else "To"
+        needle = value.lower()
+        return lambda m, h=header, n=needle: any(
+            n in f"{name} {address}".lower() for name, address in m.parsed.addresses(h)
+        )
+    if key == "subject":
+        needle = value.lower()
+        return lambda m, n=needle: n in (m.parsed.decoded("Subject") or "").lower()
+    raise _GmailError(400, f"Unsupported search term in the fake: {key}:{value}", "invalidArgument")
+

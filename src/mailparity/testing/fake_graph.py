@@ -13,11 +13,15 @@ Endpoints (under ``base_url``; ``/me/...`` and ``/users/{id|mail}/...`` alike)::
     GET   messages/{id}/$value, messages/{id}/attachments[/{aid}[/$value]]
     PATCH messages/{id}            (isRead, categories, flag, importance, inferenceClassification)
     POST  messages/{id}/move       DELETE messages/{id} (moves to Deleted Items)
-    GET   mailFolders, mailFolders/{id|well-known}, mailFolders/{f}/messages ($top, $skip)
-    GET   mailFolders/{f}/messages/delta  (nextLink / deltaLink pages, 410 syncStateNotFound)
+    GET   mailFolders (top level), mailFolders/{id|well-known}[/childFolders[/{id}]]
+          ($top, $skip, $select), POST mailFolders, POST mailFolders/{f}/childFolders
+    GET   mailFolders/{f}/messages ($top, $skip, $select, $filter=receivedDateTime ge|gt)
+    GET   mailFolders/{f}/messages/delta and .../delta()  ($select, changeType, $filter as
+          above; nextLink / deltaLink pages, @removed, 410 syncStateNotFound)
     GET/POST outlook/masterCategories
     POST/GET /subscriptions, GET/PATCH/DELETE /subscriptions/{id}, POST .../reauthorize
-    POST  /$batch                  (at most 20 requests, dependsOn, per-member faults)
+    POST  /$batch                  (at most 20 requests, dependsOn, per-member faults; each
+                                    member runs with the batch's token and its own headers)
 
 and under ``login_url``: ``POST /{tenant}/oauth2/v2.0/token`` (``refresh_token`` grant with
 rotation, ``client_credentials``), ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and
@@ -125,6 +129,15 @@ _ATTACHMENT_PROPERTIES = [
     "contentLocation",
     "contentBytes",
 ]
+_FOLDER_PROPERTIES = [
+    "id",
+    "displayName",
+    "parentFolderId",
+    "childFolderCount",
+    "unreadItemCount",
+    "totalItemCount",
+    "isHidden",
+]
 _PATCHABLE = {"isRead", "categories", "flag", "importance", "inferenceClassification"}
 _COLORS = {"none"} | {f"preset{i}" for i in range(25)}
 
@@ -168,6 +181,9 @@ class GraphMessage:
     importance: str = "normal"
     inference: str = "focused"
     version: int = 1
+    #: The change sequence number at which the message entered its current folder (delta's
+    #: ``changeType=created`` versus ``updated``).
+    entered_seq: int = 0
 
     @property
     def change_key(self) -> str:
@@ -188,6 +204,7 @@ class GraphFolder:
     display_name: str
     parent_id: str | None
     well_known: str | None = None
+    hidden: bool = False
 
 
 @dataclass
@@ -246,7 +263,6 @@ class GraphSubscription:
             "encryptionCertificate": None,
             "encryptionCertificateId": None,
             "notificationUrlAppId": None,
-            "notificationContentType": "application/json",
         }
 
 
@@ -271,6 +287,8 @@ class _DeltaCursor:
     folder_id: str
     seq: int
     select: list[str] | None
+    #: The ``changeType`` of the round's first request (None: every kind of change).
+    change_type: str | None = None
 
 
 @dataclass
@@ -527,6 +545,7 @@ class FakeGraph(ProviderFake):
             self.messages[immutable_id] = message
             self._rest_index[message.rest_id] = immutable_id
             self._record_change(message, target.id)
+            message.entered_seq = self._seq
             self._emit(message, "created", target.id)
             return immutable_id
 
@@ -1102,28 +1121,38 @@ class FakeGraph(ProviderFake):
     ) -> HandlerResult:
         if folder_ref is None and tail:
             folder_ref, tail = tail[0], tail[1:]
-        if request.method != "GET" and not (tail and tail[0].lower() == "messages"):
-            raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
         if folder_ref is None:
-            folders = [self._folder_json(user, f) for f in user.folders.values() if f.parent_id]
-            return self._ok(
-                request,
-                {
-                    "@odata.context": f"{self.base_url}/$metadata#users('{user.id}')/mailFolders",
-                    "value": folders,
-                },
-            )
+            # ``mailFolders`` lists the top-level folders (children of msgfolderroot).
+            root = user.folder("msgfolderroot")
+            assert root is not None
+            return self._folder_children(request, user, prefix, root, "mailFolders")
         folder = user.folder(folder_ref)
         if folder is None:
             raise _GraphError(
                 404, "ErrorItemNotFound", "The specified object was not found in the store."
             )
+        while len(tail) >= 2 and tail[0].lower() == "childfolders":
+            # childFolders/{id}: a folder addressed below its parent.
+            child = user.folder(tail[1])
+            if child is None or child.parent_id != folder.id:
+                raise _GraphError(
+                    404, "ErrorItemNotFound", "The specified object was not found in the store."
+                )
+            folder, tail = child, tail[2:]
         if not tail:
-            return self._ok(request, self._folder_json(user, folder))
+            if request.method != "GET":
+                raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
+            return self._ok(request, self._folder_json(user, folder, self._folder_select(request)))
+        if tail[0].lower() == "childfolders" and len(tail) == 1:
+            return self._folder_children(
+                request, user, prefix, folder, f"mailFolders('{folder.id}')/childFolders"
+            )
         if tail[0].lower() != "messages":
             raise _GraphError(400, "BadRequest", f"Resource not found for the segment '{tail[0]}'.")
         rest = tail[1:]
-        if rest and rest[0].lower() == "delta" and len(rest) == 1:
+        if rest and rest[0].lower() in ("delta", "delta()") and len(rest) == 1:
+            # ``delta`` is an OData function: ``messages/delta()`` (what the SDKs send) and
+            # ``messages/delta`` both call it.
             if request.method != "GET":
                 raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
             return self._delta(request, user, prefix, folder)
@@ -1133,20 +1162,98 @@ class FakeGraph(ProviderFake):
             raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
         return self._list_messages(request, user, prefix, folder)
 
-    def _folder_json(self, user: GraphUser, folder: GraphFolder) -> dict[str, Any]:
+    def _folder_children(
+        self, request: FakeRequest, user: GraphUser, prefix: str, parent: GraphFolder, where: str
+    ) -> HandlerResult:
+        """GET: one page of ``parent``'s child folders (``$top`` default 10, ``$skip``,
+        ``$select``, ``@odata.nextLink``); POST: create one (``displayName``; 409 when a sibling
+        has that name)."""
+        if request.method == "POST":
+            return self._create_folder(request, user, parent)
+        if request.method != "GET":
+            raise _GraphError(405, "Request_BadRequest", "Method not allowed.")
+        select = self._folder_select(request)
+        top = _int_param(request, "$top", 10, 1, 1000)
+        skip = _int_param(request, "$skip", 0, 0, 10**9)
+        children = [
+            f
+            for f in user.folders.values()
+            if f.parent_id == parent.id
+            and (not f.hidden or request.param("includeHiddenFolders") == "true")
+        ]
+        page = children[skip : skip + top]
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}/$metadata#users('{user.id}')/{where}",
+            "value": [self._folder_json(user, f, select) for f in page],
+        }
+        if skip + top < len(children):
+            query = f"$top={top}&$skip={skip + top}"
+            if select is not None:
+                query += "&$select=" + ",".join(select)
+            payload["@odata.nextLink"] = f"{self.base_url}/{prefix}/{where}?{query}"
+        return self._ok(request, payload)
+
+    def _create_folder(
+        self, request: FakeRequest, user: GraphUser, parent: GraphFolder
+    ) -> HandlerResult:
+        try:
+            body = request.json()
+        except ValueError:
+            raise _GraphError(400, "RequestBodyRead", "Invalid JSON in the request body.") from None
+        name = body.get("displayName") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise _GraphError(400, "ErrorInvalidParameter", "displayName is required.")
+        if any(
+            f.parent_id == parent.id and f.display_name.casefold() == name.casefold()
+            for f in user.folders.values()
+        ):
+            raise _GraphError(
+                409, "ErrorFolderExists", "A folder with the specified name already exists."
+            )
+        folder = GraphFolder(
+            self._new_id("AAMkAG", 30), name, parent.id, hidden=body.get("isHidden") is True
+        )
+        user.folders[folder.id] = folder
+        return self._ok(request, self._folder_json(user, folder, None), 201)
+
+    def _folder_select(self, request: FakeRequest) -> list[str] | None:
+        raw = request.param("$select")
+        if raw is None:
+            return None
+        known = {name.lower(): name for name in _FOLDER_PROPERTIES}
+        chosen: list[str] = []
+        for name in (item.strip() for item in raw.split(",")):
+            if not name:
+                continue
+            if name.lower() not in known:
+                raise _GraphError(
+                    400,
+                    "RequestBroker--ParseUri",
+                    f"Could not find a property named '{name}' on type "
+                    "'Microsoft.OutlookServices.MailFolder'.",
+                )
+            chosen.append(known[name.lower()])
+        return chosen
+
+    def _folder_json(
+        self, user: GraphUser, folder: GraphFolder, select: list[str] | None = None
+    ) -> dict[str, Any]:
         inside = [
             m for m in self.messages.values() if m.user_id == user.id and m.folder_id == folder.id
         ]
-        return {
+        data: dict[str, Any] = {
             "id": folder.id,
             "displayName": folder.display_name,
             "parentFolderId": folder.parent_id,
             "childFolderCount": sum(1 for f in user.folders.values() if f.parent_id == folder.id),
             "unreadItemCount": sum(1 for m in inside if not m.is_read),
             "totalItemCount": len(inside),
-            "sizeInBytes": sum(len(m.raw) for m in inside),
-            "isHidden": False,
+            # (sizeInBytes exists only in the beta API; this fake serves v1.0.)
+            "isHidden": folder.hidden,
         }
+        if select is not None:
+            data = {key: value for key, value in data.items() if key == "id" or key in select}
+        return data
 
     def _list_messages(
         self, request: FakeRequest, user: GraphUser, prefix: str, folder: GraphFolder | None
@@ -1290,6 +1397,8 @@ class FakeGraph(ProviderFake):
             raise _GraphError(400, "RequestBodyRead", "Invalid JSON in the request body.") from None
         if not isinstance(changes, dict):
             raise _GraphError(400, "RequestBodyRead", "The request body must be a JSON object.")
+        # OData annotations (msgraph-sdk sends "@odata.type") are not properties.
+        changes = {k: v for k, v in changes.items() if not k.startswith("@odata.")}
         for key, value in changes.items():
             if key not in _PATCHABLE:
                 raise _GraphError(
@@ -1334,6 +1443,7 @@ class FakeGraph(ProviderFake):
         self._touch(message)
         self._record_change(message, source)
         self._record_change(message, target.id)
+        message.entered_seq = self._seq
         for sub in self._active_subscriptions():
             if sub.user_id != message.user_id:
                 continue
@@ -1358,7 +1468,9 @@ class FakeGraph(ProviderFake):
             body = request.json()
         except ValueError:
             raise _GraphError(400, "RequestBodyRead", "Invalid JSON in the request body.") from None
-        destination = body.get("destinationId") if isinstance(body, dict) else None
+        # Action parameters match case-insensitively (msgraph-sdk sends "DestinationId").
+        params = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+        destination = params.get("destinationid")
         if not isinstance(destination, str) or not destination:
             raise _GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
         target = user.folder(destination)
@@ -1475,9 +1587,10 @@ class FakeGraph(ProviderFake):
             "importance": message.importance,
             "parentFolderId": message.folder_id,
             "conversationId": message.conversation_id,
-            "conversationIndex": _b64(
+            # Edm.Binary: standard base64 (SDKs decode it; the URL-safe alphabet breaks them).
+            "conversationIndex": base64.b64encode(
                 hashlib.sha256(message.conversation_id.encode()).digest()[:22]
-            ),
+            ).decode("ascii"),
             "isDeliveryReceiptRequested": False,
             "isReadReceiptRequested": parsed.first("Disposition-Notification-To") is not None,
             "isRead": message.is_read,
@@ -1531,12 +1644,19 @@ class FakeGraph(ProviderFake):
                     if message_id in changed:
                         changed.remove(message_id)
                     changed.append(message_id)
-            items = [
-                (message_id, self.messages[message_id].folder_id != folder.id)
-                for message_id in changed
-            ]
+            items = []
+            for message_id in changed:
+                message = self.messages[message_id]
+                removed = message.folder_id != folder.id
+                kind = (
+                    "deleted" if removed
+                    else "created" if message.entered_seq > cursor.seq
+                    else "updated"
+                )
+                if cursor.change_type is None or kind == cursor.change_type:
+                    items.append((message_id, removed))
             page = _DeltaPage(
-                _DeltaCursor(user.id, folder.id, self._seq, cursor.select),
+                _DeltaCursor(user.id, folder.id, self._seq, cursor.select, cursor.change_type),
                 items,
                 prefix,
                 page_size or 10,
@@ -1551,8 +1671,15 @@ class FakeGraph(ProviderFake):
                 and (since is None or _passes(m.received, since))
             ]
             members.sort(key=lambda m: m.received)
+            change_type = request.param("changeType")
+            if change_type is not None and change_type not in ("created", "updated", "deleted"):
+                raise _GraphError(
+                    400, "ErrorInvalidParameter", f"Invalid changeType '{change_type}'."
+                )
+            # The first round lists the folder's messages whatever the changeType; the type
+            # filters the rounds that follow (it is kept in the links' state, as in Graph).
             page = _DeltaPage(
-                _DeltaCursor(user.id, folder.id, self._seq, self._select(request)),
+                _DeltaCursor(user.id, folder.id, self._seq, self._select(request), change_type),
                 [(m.immutable_id, False) for m in members],
                 prefix,
                 page_size or 10,
@@ -1589,7 +1716,10 @@ class FakeGraph(ProviderFake):
             self._delta_tokens[token] = page.cursor
             payload["@odata.deltaLink"] = f"{link}?$deltatoken={token}"
         payload["value"] = value
-        return self._ok(request, payload)
+        result = self._ok(request, payload)
+        # Graph confirms that the resource tracks changes.
+        result.headers["Preference-Applied"] = "odata.track-changes"
+        return result
 
     # ------------------------------------------------------------------ categories
 
@@ -1865,6 +1995,9 @@ class FakeGraph(ProviderFake):
                         400, "BadRequest", "A batch request with a body needs a Content-Type."
                     )
             url = item["url"]
+            if url.startswith(self.base_url + "/"):
+                # msgraph-sdk's batch sends members' absolute URLs; Graph takes them as well.
+                url = url[len(self.base_url) :]
             if not url.startswith("/"):
                 url = "/" + url
             inner = FakeRequest.parse(
