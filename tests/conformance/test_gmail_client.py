@@ -302,3 +302,26 @@ def test_rate_limits_and_retry_by_the_client(served: Any, users: Any) -> None:
     assert calls[0].startswith(f"{gmail.base_url}/gmail/v1/users/me/profile")
     assert calls[1] == gmail.token_uri
     assert calls[2] == calls[0]
+
+
+def test_push_tokens_verify_with_google_auth_against_the_fakes_certificates(served: Any) -> None:
+    """google-auth's own ID-token verification accepts the fake's signed Pub/Sub push tokens
+    with the certificates the fake serves (what ``WebhookHandler`` checks as well)."""
+    import google.auth.transport.requests
+    import requests
+    from google.oauth2 import id_token
+
+    gmail, _ = served
+    audience = "https://hooks.example.com/webhooks/google"
+    account = "gmail-push@mailparity-test.iam.gserviceaccount.com"
+    session = requests.Session()
+    session.trust_env = False
+    claims = id_token.verify_token(
+        gmail.signer.push_token(audience, account),
+        google.auth.transport.requests.Request(session=session),
+        audience=audience,
+        certs_url=gmail.certs_url,
+    )
+    assert claims["email"] == account
+    assert claims["email_verified"] is True
+    assert claims["iss"] == "https://accounts.google.com"

@@ -249,6 +249,20 @@ def test_patch_read_and_categories_then_move(served: Any) -> None:
     assert graph.message(message_id).folder_id == folder
 
 
+def test_delete_moves_the_message_to_deleted_items(served: Any) -> None:
+    graph, _ = served
+    message_id = graph.deliver(BOX, _raw())
+
+    async def body(client: Any) -> Any:
+        await client.me.messages.by_message_id(message_id).delete()
+        return await client.me.mail_folders.by_mail_folder_id("deleteditems").messages.get(
+            request_configuration=immutable()
+        )
+
+    deleted = _run(graph, body)
+    assert [m.id for m in deleted.value] == [message_id]
+
+
 def test_a_received_message_refuses_other_updates(served: Any) -> None:
     graph, _ = served
     message_id = graph.deliver(BOX, _raw())
