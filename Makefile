@@ -31,9 +31,11 @@ demo: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
+# Installs what it compares against (the `bench` extra), runs with PostgreSQL started for the
+# multi-process latency cases, and rewrites docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev]' msgraph-sdk
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	scripts/with-services.sh $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache

@@ -305,3 +305,82 @@ def repeat(times: int, run: Callable[[], float]) -> list[float]:
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# ------------------------------------------------------------- servers in their own process
+
+
+@dataclass
+class ReplayServer:
+    """A :mod:`replay` server in its own process (see that module): prebuilt responses, one
+    write each, an optional delay. Every side of a comparison talks to the same one."""
+
+    process: Any
+    url: str
+
+    def _control(self, method: str, path: str) -> dict[str, Any]:
+        response = requests.request(method, self.url + path, timeout=10)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, Any]:
+        """``{"served": requests answered, "cpu": CPU seconds of the server process}``."""
+        return self._control("GET", "/__stats")
+
+    def set_delay(self, seconds: float) -> None:
+        self._control("POST", f"/__delay?seconds={seconds}")
+
+    def rebase(self, url: str) -> str:
+        """``url`` (of the in-process fake the data was captured from) moved onto this server."""
+        parts = url.split("/", 3)
+        return self.url + ("/" + parts[3] if len(parts) > 3 else "")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+
+
+def start_replay(
+    routes: dict[str, dict[str, Any]],
+    templates: list[dict[str, str]] | None = None,
+    *,
+    delay: float = 0.0,
+) -> ReplayServer:
+    """Start ``benchmarks/replay.py`` in a subprocess serving ``routes`` (path -> response)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    spec = {"routes": routes, "templates": templates or [], "delay": delay}
+    fd, name = tempfile.mkstemp(suffix=".json", prefix="replay-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(spec, handle)
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "replay.py"), name],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("PORT "):
+        process.kill()
+        raise RuntimeError(f"replay server did not start: {line!r}")
+    return ReplayServer(process, f"http://127.0.0.1:{int(line.split()[1])}")
+
+
+def capture(served: Served, url: str, params: dict[str, str], token: str) -> dict[str, Any]:
+    """One response of the in-process fakes, as a replay route (status, type, body)."""
+    response = requests.get(
+        url, params=params, headers={"Authorization": f"Bearer {token}",
+                                     "Prefer": 'IdType="ImmutableId"'}, timeout=30,
+    )
+    response.raise_for_status()
+    return {
+        "status": response.status_code,
+        "type": response.headers.get("Content-Type", "application/json"),
+        "body": response.text,
+    }

@@ -1,4 +1,4 @@
-"""3, 4 and 5. Cold start and memory (each in fresh subprocesses), and scale on one machine."""
+"""Memory (in a fresh subprocess) and scale on one machine (cold start: ``coldstart.py``)."""
 
 from __future__ import annotations
 
@@ -11,81 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from _env import Served, graph_box, median, realistic_messages, start_fakes
+from _env import Served, graph_box, median, start_fakes
 
 HERE = Path(__file__).resolve().parent
-
-# ====================================================================== 3. cold start
-
-IMPORTS = {
-    "python (nothing)": "pass",
-    "requests + pydantic": "import requests, pydantic",
-    "mailparity": "import mailparity",
-    "msgraph (msgraph-sdk)": "import msgraph",
-    "googleapiclient.discovery": "import googleapiclient.discovery",
-}
-
-
-def _wall(code: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    return time.perf_counter() - start
-
-
-def cold_start(served: Served, runs: int = 5) -> dict[str, Any]:
-    """Median wall time of fresh interpreters importing each package; then the first webhook
-    handled in a fresh process (import, handler, notification, fetch, event)."""
-    out: dict[str, Any] = {}
-    for label, code in IMPORTS.items():
-        try:
-            out[label] = median([_wall(code) for _ in range(runs)])
-        except subprocess.CalledProcessError:
-            out[label] = None  # not installed
-    check = (
-        "import sys, mailparity, mailparity.webhooks;"
-        "print(sorted(m for m in ('msal','googleapiclient','google.auth','google.oauth2',"
-        "'msgraph','httplib2','sqlalchemy') if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", check], check=True, capture_output=True,
-                            text=True)
-    out["provider libraries loaded by import"] = result.stdout.strip()
-    out["first webhook"] = median([_first_webhook(served) for _ in range(3)])
-    return out
-
-
-def _first_webhook(served: Served) -> float:
-    from mailparity.stores.memory import InMemoryStore
-
-    store = InMemoryStore()
-    box = graph_box(served, store, int(time.time() * 1000) % 10_000_000 + 50_000_000)
-    raw = realistic_messages(1, seed=3)[0]
-    mid = served.graph.deliver(box.config.mailbox, raw)
-    served.graph.pending.clear()
-    tokens = store.load_tokens(box.config.provider_id)
-    assert tokens is not None
-    assert tokens.refresh_token is not None
-    spec = {
-        "config": box.config.model_dump(mode="json"),
-        "secrets": {
-            "client_secret": "fake-client-secret",
-            "webhook_verification_token": box.config.webhook_verification_token.get_secret_value()
-            if box.config.webhook_verification_token else None,
-            "access_token": tokens.access_token.get_secret_value(),
-            "refresh_token": tokens.refresh_token.get_secret_value(),
-            "expires_at": tokens.expires_at.isoformat(),
-        },
-        "body": served.graph.notifications_for(mid),
-    }
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(HERE / "_child.py"), "first-webhook"],
-        input=json.dumps(spec), check=True, capture_output=True, text=True,
-    )
-    elapsed = time.perf_counter() - start
-    if json.loads(result.stdout).get("events") != 1:
-        raise RuntimeError(f"first webhook published no event: {result.stdout}")
-    return elapsed
-
 
 # ====================================================================== 4. memory
 

@@ -425,6 +425,56 @@ def test_graph_client_sends_the_same_url_as_before() -> None:
         assert mock.calls[0].request.headers["Authorization"] == "Bearer t"
 
 
+_PARAM_VALUES = st.one_of(
+    st.none(), st.text(max_size=12), st.integers(-5, 10**12), st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.lists(st.one_of(st.none(), st.text(max_size=6), st.integers(0, 99)), max_size=3),
+    st.tuples(st.text(max_size=4)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=st.dictionaries(st.text(max_size=8), _PARAM_VALUES, max_size=4),
+    query=st.sampled_from(["", "?a=1", "?$select=id,subject"]),
+)
+def test_params_encoded_by_the_client_equal_requests(params: dict[str, Any], query: str) -> None:
+    url = f"https://gmail.example/gmail/v1/users/me/messages/x{query}"
+    encoded = http_mod._encode_params(params)
+    assert encoded is not None
+    joined = http_mod._with_query(url, encoded)
+    assert joined is not None
+    plain = requests.Session().prepare_request(requests.Request("GET", url, params=params))
+    fast = requests.Session().prepare_request(requests.Request("GET", joined))
+    assert fast.url == plain.url
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"a": b"bytes"}, {"a": {"nested": 1}}, {"a": {1, 2}}, {1: "int name"}, {"a": [b"x"]}],
+)
+def test_params_beyond_the_plain_kinds_are_left_to_requests(params: dict[Any, Any]) -> None:
+    assert http_mod._encode_params(params) is None
+
+
+def test_a_url_with_a_fragment_or_an_empty_query_is_left_to_requests() -> None:
+    assert http_mod._with_query("https://h.example/x#f", "a=1") is None
+    assert http_mod._with_query("https://h.example/x?", "a=1") is None
+    assert http_mod._with_query("https://h.example/x", "") == "https://h.example/x"
+
+
+def test_gmail_style_params_are_sent_as_requests_would_send_them() -> None:
+    client = HttpClient(session=requests.Session())
+    url = "https://gmail.example/gmail/v1/users/me/history"
+    params = {"startHistoryId": 1234, "historyTypes": "messageAdded", "labelId": "INBOX",
+              "pageToken": None, "metadataHeaders": ["From", "Message-ID"]}
+    expected = requests.Session().prepare_request(requests.Request("GET", url, params=params)).url
+    with responses.RequestsMock() as mock:
+        mock.get(url, json={"historyId": "1"})
+        client.request("GET", url, params=params, headers={"Authorization": "Bearer t"})
+        assert mock.calls[0].request.url == expected
+
+
 # ---------------------------------------------------------------------- header values
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import requests.cookies
@@ -124,6 +124,35 @@ def _prepare_plain(
         hooks=requests.hooks.default_hooks(),
     )
     return prepared
+
+
+def _encode_params(params: Mapping[str, Any]) -> str | None:
+    """The query string requests makes of ``params`` (``PreparedRequest._encode_params``): values
+    that are None are left out, a list or tuple gives the name once per item, everything else its
+    ``str()``, all of it ``urlencode``d. None for anything else (bytes, nested mappings, objects
+    with their own iteration): requests then encodes it itself."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if type(name) is not str:
+            return None
+        values = value if type(value) in (list, tuple) else (value,)
+        for item in values:
+            if item is None:
+                continue
+            if type(item) not in (str, int, bool, float):
+                return None
+            pairs.append((name, str(item)))
+    return urlencode(pairs)
+
+
+def _with_query(url: str, query: str) -> str | None:
+    """``url`` with ``query`` added as requests adds encoded params; None when the URL has a
+    fragment or an empty ``?`` (requests rewrites those: it prepares them itself)."""
+    if "#" in url or url.endswith("?"):
+        return None
+    if not query:
+        return url
+    return f"{url}&{query}" if "?" in url else f"{url}?{query}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -317,6 +346,13 @@ class HttpClient:
                 method, url, params=params, json=json, data=data, headers=dict(headers),
                 timeout=self.timeout, stream=stream,
             )
+        if params:
+            # Encoded here as requests would, the URL can take the prepared-query path below
+            # (requests' own params merging and URL normalization cost more than the request).
+            query = _encode_params(params)
+            joined = None if query is None else _with_query(url, query)
+            if joined is not None:
+                url, params = joined, None
         prepared = self._prepare_with_query(
             session, method, url, headers=headers, data=data, json=json, params=params
         )

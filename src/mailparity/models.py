@@ -93,6 +93,7 @@ class _Model(BaseModel):
         populate_by_name=True,
         extra="ignore",
         validate_assignment=False,
+        defer_build=True,
     )
 
 
