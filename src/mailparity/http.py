@@ -43,6 +43,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from . import _speedups
 from .errors import (
     BadRequestError,
     CursorExpiredError,
@@ -117,6 +118,10 @@ def _prepare_plain(
     merged.update(headers)
     for key in [key for key, value in merged.items() if value is None]:
         del merged[key]  # requests drops headers set to None
+    if not data and json is None:
+        direct = _speedups.prepare_direct(method, url, merged)
+        if direct is not None:
+            return direct
     prepared = requests.PreparedRequest()
     prepared.prepare(
         method=method.upper(), url=url, files=[], data=data or {}, json=json, headers=merged,
@@ -419,13 +424,11 @@ class HttpClient:
         The proxies requests finds depend only on the environment and the URL's scheme, host and
         port; the CA bundle only on the environment. The cache is used only where proxies come
         from the environment alone (not the macOS / Windows system settings)."""
-        environ = getattr(os, "environ", None)
-        env_data = getattr(environ, "_data", None)
-        if not isinstance(env_data, dict) or (
+        snapshot = _speedups.environ_snapshot()
+        if snapshot is None or (
             getattr(requests.utils, "getproxies", None) is not urllib.request.getproxies_environment
         ):
             return dict(session.merge_environment_settings(url, {}, stream, None, None))
-        snapshot = tuple(env_data.items())
         try:
             parts = urlsplit(url)
             key: Hashable = (
