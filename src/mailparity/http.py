@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -36,12 +36,6 @@ import requests.cookies
 import requests.hooks
 import requests.structures
 import requests.utils
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-)
 
 from . import _speedups
 from .errors import (
@@ -55,6 +49,9 @@ from .errors import (
     UnauthorizedError,
 )
 from .models import utcnow
+
+if TYPE_CHECKING:  # tenacity is imported when a request is first retried (cold start)
+    from tenacity import RetryCallState
 from .tls import tls_verification_error
 
 __all__ = [
@@ -608,6 +605,8 @@ class HttpClient:
                     error, first_error = first_error, None
                     raise error
                 return attempt()
+
+            from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
             retrying = Retrying(
                 stop=stop_after_attempt(1) if not retry else stop,

@@ -1514,6 +1514,8 @@ class _Walker:
 
     def finish_inline(self) -> None:
         """Apply the one inline rule (:func:`is_inline_part`), reading the HTML once."""
+        if not self.related:
+            return  # nothing to ask the HTML about: do not scan it
         references = HtmlReferences(self.html)
         for attachment, location in self.related:
             attachment.is_inline = references.shows(attachment.content_id, location)

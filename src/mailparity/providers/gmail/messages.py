@@ -84,10 +84,17 @@ def _header_list(part: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _header(part: Mapping[str, Any], name: str) -> str | None:
+    """The first header ``name`` of the part (as :func:`_header_list` reads them), or None."""
+    raw = part.get("headers")
+    if not isinstance(raw, list):
+        return None
     wanted = name.lower()
-    for key, value in _header_list(part):
-        if key.lower() == wanted:
-            return value
+    for item in raw:
+        if isinstance(item, Mapping):
+            key = item.get("name")
+            if isinstance(key, str) and key.lower() == wanted:
+                value = item.get("value")
+                return value if isinstance(value, str) else ""
     return None
 
 
@@ -273,6 +280,8 @@ class _FullWalker:
         self.related.append((len(self.attachments) - 1, location))
 
     def finish_inline(self) -> None:
+        if not self.related:
+            return  # nothing to ask the HTML about: do not scan it
         references = mime.HtmlReferences(self.html)
         for index, location in self.related:
             attachment = self.attachments[index]

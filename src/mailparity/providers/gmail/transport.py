@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from tenacity import RetryCallState
 
 from ...errors import MailParityError, ProviderUnavailableError, ThrottledError
 from ...http import HttpClient, default_map_error, parse_retry_after
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = [
     "RATE_LIMIT_REASONS",

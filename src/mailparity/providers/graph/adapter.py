@@ -707,6 +707,8 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
             cid = self._content_id(message_id, found[position].id)
             found[position].content_id = cid
             unresolved.discard((cid or "").lower())
+        if not found:
+            return found  # nothing to ask the HTML about: do not scan it
         references = mime.HtmlReferences(html)  # read once, asked per attachment
         for attachment in found:
             attachment.is_inline = mime.is_inline_part(
