@@ -28,6 +28,12 @@ IMPORTS = {
     "python (nothing)": "pass",
     "requests + pydantic": "import requests, pydantic",
     "requests + pydantic + msal": "import requests, pydantic, msal",
+    # `import pydantic` alone loads little (its names load on first access): what defining and
+    # using a model costs, for reference.
+    "requests + pydantic BaseModel + msal": (
+        "import requests, msal\nfrom pydantic import BaseModel\n"
+        "class M(BaseModel):\n    a: int\nM(a=1)"
+    ),
     "mailparity": "import mailparity",
     "mailparity Graph adapter": "import mailparity.providers.graph",
     "msgraph-sdk": "import msgraph",
