@@ -380,7 +380,7 @@ def _cmd_providers_list(args: argparse.Namespace) -> int:
     store = _store(args)
     rows = store.list_providers()
     if not rows:
-        print("no providers; connect one with `mailparity connect microsoft|google`")
+        print("no providers; connect one with `mailparity connect <provider>`")
         return 0
     print(f"{'PROVIDER ID':<28} {'KIND':<10} {'MAILBOX':<36} STATUS")
     for config in rows:

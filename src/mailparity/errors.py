@@ -68,7 +68,7 @@ class MailParityError(Exception):
             ``reason``, OAuth ``error``), when there was one.
         request_id: the provider's request id (Graph ``request-id`` / ``client-request-id``,
             Google ``x-guploader-uploadid`` is not used), for support tickets.
-        provider: ``"microsoft"`` or ``"google"`` when the error came from one of them.
+        provider: the provider's registry key when the error came from a provider.
     """
 
     def __init__(

@@ -302,7 +302,7 @@ class HttpClient:
         retry: the retry policy.
         sleep: called with seconds to wait between attempts (inject a fake in tests).
         clock: returns the current UTC time (used for HTTP-date ``Retry-After``).
-        provider: ``"microsoft"``/``"google"``, recorded on errors.
+        provider: the provider's registry key, recorded on errors.
         map_error: turns an error response into an exception (provider-specific codes).
         is_retryable: extra retry rule for a response (Gmail: 403 ``rateLimitExceeded``).
         headers: sent on every request (Graph: ``Prefer: IdType="ImmutableId"``).

@@ -7,7 +7,7 @@ source checks the request, finds the mailbox, stores a job through the host's
 worker) then runs the jobs, which fetch, dedupe and publish. ``wsgi`` serves the handler over plain
 WSGI; ``contrib`` adapts Flask, FastAPI and Django.
 
-:meth:`WebhookHandler.handle` takes the provider key (``handler.handle("microsoft", request)``);
+:meth:`WebhookHandler.handle` takes the provider key (``handler.handle(key, request)``);
 ``handler.handle_<key>(request)`` is the same call (``handle_microsoft``, ``handle_google``). What
 each provider answers, and when, is documented in its push module (``providers/graph/push.py``:
 validation handshake and ``clientState``; ``providers/gmail/push.py``: Pub/Sub OIDC tokens). The
