@@ -20,7 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,10 +33,6 @@ log = logging.getLogger("mailparity.cli")
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
 
-GRAPH_DELEGATED_SCOPES = ["Mail.ReadWrite", "User.Read"]
-GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.modify"]
-GMAIL_API = "https://gmail.googleapis.com"
-GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 
 
 class UserError(Exception):
@@ -107,16 +103,6 @@ def _print_json(data: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- connect
-
-
-def _expires_at(expires_in: Any, issued_at: datetime) -> datetime:
-    """The access token's expiry from an ``expires_in`` (seconds; some endpoints send a string),
-    counted from when the token was requested; an unusable value means Entra's usual hour."""
-    try:
-        seconds = int(expires_in)
-    except (TypeError, ValueError):
-        seconds = 3600
-    return issued_at + timedelta(seconds=max(seconds, 0))
 
 
 def _save_connection(
@@ -200,177 +186,6 @@ def _cmd_connect_hook(args: argparse.Namespace) -> int:
 
     hook = get_spec(args.kind).cli_connect_hook()
     return int(hook.run(args, ConnectContext(args)))
-
-
-def _cmd_connect_microsoft(args: argparse.Namespace) -> int:
-    import msal
-    import requests
-    from pydantic import SecretStr
-
-    from .models import OAuthTokens, utcnow
-    from .providers.graph.auth import MsalHttpClient
-
-    client_id = args.client_id or os.environ.get("MICROSOFT_CLIENT_ID")
-    if not client_id:
-        _fail(
-            "a client id is needed: --client-id or $MICROSOFT_CLIENT_ID (an Entra app registration)"
-        )
-    authority = f"{args.login_base_url.rstrip('/')}/{args.authority_tenant}"
-    try:
-        app = msal.PublicClientApplication(
-            client_id,
-            authority=authority,
-            # Through requests with a timeout, like every other call of the library.
-            http_client=MsalHttpClient(requests.Session(), (10.0, 60.0)),
-            instance_discovery=False,
-        )
-        flow = app.initiate_device_flow(scopes=GRAPH_DELEGATED_SCOPES)
-    except ValueError:
-        _fail(f"authority {authority} is not usable (unknown tenant or login host?)")
-    except requests.RequestException as exc:
-        _fail(f"cannot reach {authority}: {type(exc).__name__}")
-    if "user_code" not in flow:
-        reason = flow.get("error_description") or flow.get("error")
-        _fail(f"device-code flow could not start: {str(reason).splitlines()[0]}")
-    print(flow["message"], file=sys.stderr)
-    issued_at = utcnow()
-    try:
-        result = app.acquire_token_by_device_flow(flow)
-    except requests.RequestException as exc:
-        _fail(f"sign-in failed: {authority} unreachable ({type(exc).__name__})")
-    if "access_token" not in result:
-        first_line = (result.get("error_description") or "").split("\n")[0]
-        _fail(f"sign-in failed: {result.get('error')}: {first_line}")
-    claims = result.get("id_token_claims") or {}
-    mailbox = args.mailbox or claims.get("preferred_username") or claims.get("email")
-    if not mailbox:
-        _fail("could not tell the mailbox address; pass --mailbox")
-    refresh = result.get("refresh_token")
-    tokens = OAuthTokens(
-        access_token=SecretStr(str(result["access_token"])),
-        refresh_token=SecretStr(str(refresh)) if refresh else None,
-        expires_at=_expires_at(result.get("expires_in"), issued_at),
-    )
-    fields: dict[str, Any] = {
-        "client_id": client_id,
-        "authority_tenant": args.authority_tenant,
-        "auth_mode": "delegated",
-        "login_base_url": args.login_base_url,
-        "scopes": list(GRAPH_DELEGATED_SCOPES),
-        "webhook_notification_url": args.webhook_url,
-    }
-    return _save_connection(args, "microsoft", mailbox, fields, tokens)
-
-
-def _sleep(seconds: float) -> None:
-    """``time.sleep`` looked up at call time, so a test can replace it (and never wait)."""
-    time.sleep(seconds)
-
-
-def _gmail_profile_address(access_token: str) -> str:
-    """The address of the signed-in Gmail account (``users.getProfile``), read through the
-    library's HTTP layer: timeouts, retries and error mapping as for every Gmail call."""
-    from .http import RetryPolicy
-    from .providers.gmail.transport import (
-        GmailHttpClient,
-        is_gmail_retryable,
-        map_gmail_error,
-    )
-
-    client = GmailHttpClient(
-        sleep=_sleep,
-        provider="google",
-        map_error=map_gmail_error,
-        is_retryable=is_gmail_retryable,
-        retry=RetryPolicy(max_attempts=3, max_total=30.0),
-    )
-    try:
-        response = client.request(
-            "GET",
-            f"{GMAIL_API}/gmail/v1/users/me/profile",
-            headers={"Authorization": f"Bearer {access_token}"},
-        )
-        data = response.json()
-    except MailParityError as exc:
-        _fail(f"could not read the Gmail profile with the new token: {exc}")
-    except ValueError:
-        _fail("could not read the Gmail profile: the answer is not JSON")
-    address = data.get("emailAddress") if isinstance(data, dict) else None
-    if not isinstance(address, str) or not address:
-        _fail("the Gmail profile has no emailAddress")
-    return address
-
-
-def _cmd_connect_google(args: argparse.Namespace) -> int:
-    try:
-        from google_auth_oauthlib.flow import InstalledAppFlow
-    except ImportError:
-        _fail("`connect google` needs the cli extra: pip install 'mailparity[cli]'")
-    from pydantic import SecretStr
-
-    from .models import OAuthTokens, utcnow
-
-    client_id = args.client_id or os.environ.get("GOOGLE_CLIENT_ID")
-    client_secret = args.client_secret or os.environ.get("GOOGLE_CLIENT_SECRET")
-    if not client_id or not client_secret:
-        _fail(
-            "an OAuth client is needed: --client-id/--client-secret or"
-            " $GOOGLE_CLIENT_ID/$GOOGLE_CLIENT_SECRET"
-        )
-    flow = InstalledAppFlow.from_client_config(
-        {
-            "installed": {
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-                "token_uri": GOOGLE_TOKEN_URI,
-                "redirect_uris": ["http://127.0.0.1"],
-            }
-        },
-        scopes=GMAIL_SCOPES,
-    )
-    issued_at = utcnow()
-    try:
-        creds = flow.run_local_server(
-            host="127.0.0.1",
-            port=args.port,
-            open_browser=not args.no_browser,
-            # Google issues a refresh token on the first consent only; asking for consent again
-            # makes a reconnect get a new one.
-            access_type="offline",
-            prompt="consent",
-        )
-    except OSError as exc:
-        _fail(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
-    except Exception as exc:  # oauthlib errors (access_denied ...): no details, they may quote URLs
-        reason = getattr(exc, "error", None)
-        _fail(f"Google sign-in failed: {reason if isinstance(reason, str) else type(exc).__name__}")
-    if not creds.token:
-        _fail("Google sign-in returned no access token")
-    mailbox = _gmail_profile_address(str(creds.token))
-    if args.mailbox and args.mailbox.strip().casefold() != mailbox.casefold():
-        _fail(f"signed in as {mailbox}, not {args.mailbox}; sign in with that account")
-    # google-auth keeps the expiry as naive UTC.
-    expiry = creds.expiry
-    if isinstance(expiry, datetime):
-        expires_at = expiry.replace(tzinfo=timezone.utc) if expiry.tzinfo is None else expiry
-    else:
-        expires_at = issued_at + timedelta(minutes=55)
-    tokens = OAuthTokens(
-        access_token=SecretStr(str(creds.token)),
-        refresh_token=SecretStr(str(creds.refresh_token)) if creds.refresh_token else None,
-        expires_at=expires_at,
-        scope=" ".join(GMAIL_SCOPES),
-    )
-    fields: dict[str, Any] = {
-        "client_id": client_id,
-        "client_secret": SecretStr(client_secret),
-        "auth_mode": "user",
-        "project_id": args.project_id,
-        "pubsub_topic_name": args.topic,
-        "pubsub_subscription_name": args.subscription,
-    }
-    return _save_connection(args, "google", mailbox, fields, tokens)
 
 
 # ---------------------------------------------------------------------------- providers
@@ -673,29 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     connect = sub.add_parser("connect", help="connect a mailbox and store its tokens")
     csub = connect.add_subparsers(dest="kind", required=True)
-    ms = csub.add_parser("microsoft", help="Microsoft 365 (device-code sign-in)")
-    ms.add_argument("--client-id")
-    ms.add_argument("--authority-tenant", default="common")
-    ms.add_argument("--login-base-url", default="https://login.microsoftonline.com")
-    ms.add_argument("--tenant", default="default", help="the host's tenant of this mailbox")
-    ms.add_argument("--mailbox")
-    ms.add_argument("--id", help="provider id (generated when absent)")
-    ms.add_argument("--webhook-url", help="public URL of the Microsoft webhook endpoint")
-    ms.set_defaults(func=_cmd_connect_microsoft)
-    gg = csub.add_parser(
-        "google", help="Gmail / Google Workspace (browser sign-in on a loopback redirect)"
-    )
-    gg.add_argument("--client-id")
-    gg.add_argument("--client-secret")
-    gg.add_argument("--tenant", default="default")
-    gg.add_argument("--mailbox")
-    gg.add_argument("--id")
-    gg.add_argument("--project-id")
-    gg.add_argument("--topic", help="Pub/Sub topic name")
-    gg.add_argument("--subscription", help="Pub/Sub push subscription name")
-    gg.add_argument("--port", type=int, default=0)
-    gg.add_argument("--no-browser", action="store_true")
-    gg.set_defaults(func=_cmd_connect_google)
     _add_connect_hooks(csub)
 
     providers = sub.add_parser("providers", help="list, show or remove providers")
@@ -821,3 +613,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def __getattr__(name: str) -> Any:
+    # ``_cmd_connect_<key>``: the connect command of a registered provider (its sign-in lives in
+    # the provider package; every ``connect <key>`` runs through ``_cmd_connect_hook``).
+    prefix = "_cmd_connect_"
+    if name.startswith(prefix):
+        from .providers import is_registered
+
+        if is_registered(name[len(prefix):]):
+            return _cmd_connect_hook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,17 +31,21 @@ Everything given as a ``"module:Name"`` string is imported on first use.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..adapter import EmailProviderAdapter
     from ..models import ProviderConfigBase
 
-__all__ = ["ProviderSpec", "PushListener", "RenewalRule", "resolve"]
+__all__ = [
+    "CliConnect",
+    "ConnectContext",
+    "ProviderSpec", "PushListener", "RenewalRule", "resolve"]
 
 
 def resolve(ref: Any) -> Any:
@@ -79,6 +83,32 @@ class RenewalRule:
     needs_renewal: Callable[[Any, datetime, Mapping[str, timedelta]], bool]
     state: Callable[[Any], tuple[str | None, datetime | None]]
     settings: Mapping[str, timedelta] = field(default_factory=dict)
+
+
+class ConnectContext(Protocol):
+    """What a connect flow gets from its caller (the command line's ``ConnectContext``)."""
+
+    def save(self, kind: str, mailbox: str, fields: dict[str, Any], tokens: Any = None) -> int:
+        """Store the connection (or reconnect the same mailbox) and say what was done."""
+        ...
+
+    def fail(self, message: str) -> NoReturn:
+        """Stop with a one-line user error (free of secrets)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CliConnect:
+    """A provider's ``mailparity connect <key>`` sub-command (a spec's ``cli_connect``).
+
+    Attributes:
+        add_arguments: ``add_arguments(parser)`` adds the sub-command's options.
+        run: ``run(args, ctx) -> exit code``: sign in, then ``ctx.save(key, mailbox, fields,
+            tokens)``; ``ctx.fail(message)`` stops with a one-line user error.
+    """
+
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, ConnectContext], int]
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ __all__ = ["SPEC", "GmailAdapter", "GmailProviderConfig"]
 #: The registry entry of Gmail / Google Workspace (key ``"google"``).
 SPEC = ProviderSpec(
     key="google",
-    title="Gmail / Google Workspace",
+    title="Gmail / Google Workspace (browser sign-in on a loopback redirect)",
     config_model=GmailProviderConfig,
     adapter="mailparity.providers.gmail.adapter:GmailAdapter",
     push="mailparity.providers.gmail.push:GmailPush",
@@ -38,6 +38,7 @@ SPEC = ProviderSpec(
             "google_clock_skew_seconds",
         }
     ),
+    cli_connect="mailparity.providers.gmail.connect:CLI",
     renewal=RenewalRule(
         needs_renewal=needs_renewal,
         state=watch_state,

@@ -25,11 +25,12 @@ __all__ = ["SPEC", "MicrosoftGraphAdapter", "MicrosoftProviderConfig"]
 #: The registry entry of Microsoft 365 (key ``"microsoft"``).
 SPEC = ProviderSpec(
     key="microsoft",
-    title="Microsoft 365 (Graph)",
+    title="Microsoft 365 (device-code sign-in)",
     config_model=MicrosoftProviderConfig,
     adapter="mailparity.providers.graph.adapter:MicrosoftGraphAdapter",
     push="mailparity.providers.graph.push:GraphPush",
     push_options=frozenset({"max_notification_items"}),
+    cli_connect="mailparity.providers.graph.connect:CLI",
     renewal=RenewalRule(
         needs_renewal=needs_renewal,
         state=subscription_state,
