@@ -163,8 +163,9 @@ def seeded(store: Any, **fields: Any) -> FakeMailbox:
 _PROVIDER_NAMES = re.compile(
     r"MicrosoftProviderConfig|GmailProviderConfig|\"microsoft\"|\"google\""
 )
-#: Modules still to be moved behind the registry: the testing kit's provider doubles. The test fails when one of them is cleaned up (shrink this list) and
-#: when any other module starts naming a provider.
+#: Modules still to be moved behind the registry: the testing kit's provider doubles. The test
+#: fails when one of them is cleaned up (shrink this list) and when any other module starts
+#: naming a provider.
 _NOT_YET_MOVED = {
     "testing/connect.py": 15,
     "testing/pytest_plugin.py": 3,
