@@ -84,12 +84,14 @@ _EXPORTS: dict[str, str] = {
     "WebhookResponse": "webhooks",
     "WebhookHandler": "webhooks",
     "Processor": "processing",
+    "App": "app",
     "Worker": "worker",
     "Maintenance": "maintenance",
     "MaintenanceReport": "maintenance",
 }
 
 __all__ = [
+    "App",
     "Attachment",
     "AuthError",
     "AuthExpiredError",
@@ -176,6 +178,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .adapter import EmailProviderAdapter, SyncBatch
+    from .app import App
     from .errors import (
         AuthError,
         AuthExpiredError,

@@ -45,6 +45,9 @@ class Worker:
         listen: also run the push listeners of the providers that have one (IMAP IDLE; see
             :class:`~mailparity.listeners.ListenerGroup`) while :meth:`run` runs.
         listener_options: keyword arguments for those listeners (``idle_timeout`` ...).
+        processor: an existing :class:`Processor` to run the jobs with (shared with the webhook
+            handler and maintenance, see :class:`~mailparity.app.App`); then no
+            ``processor_kwargs`` may be given.
         **processor_kwargs: every other :class:`Processor` argument (``secrets``, ``session``,
             ``adapter_factory``, ``max_attempts``, ``on_report`` ...).
     """
@@ -62,6 +65,7 @@ class Worker:
         stop_event: threading.Event | None = None,
         listen: bool = False,
         listener_options: Mapping[str, Any] | None = None,
+        processor: Processor | None = None,
         **processor_kwargs: Any,
     ) -> None:
         if threads < 1:
@@ -75,6 +79,16 @@ class Worker:
         self.listener_options = dict(listener_options or {})
         if "secrets" in processor_kwargs:
             self.listener_options.setdefault("secrets", processor_kwargs["secrets"])
+        if processor is not None:
+            if processor_kwargs:
+                raise TypeError(
+                    f"Worker() got processor options beside a processor: {sorted(processor_kwargs)}"
+                )
+            self.processor = processor
+            if processor.secrets is not None:
+                self.listener_options.setdefault("secrets", processor.secrets)
+            self.jobs_run = 0
+            return
         if sleep is not None:
             processor_kwargs.setdefault("sleep", sleep)
         self.processor = Processor(

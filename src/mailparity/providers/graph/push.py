@@ -46,7 +46,9 @@ __all__ = [
     "DEFAULT_MAX_NOTIFICATION_ITEMS",
     "GRAPH_LIFECYCLE_EVENTS",
     "GraphPush",
+    "is_created",
     "message_id_from_item",
+    "message_ids_from_notification",
 ]
 
 log = logging.getLogger("mailparity.webhooks")
@@ -60,6 +62,8 @@ DEFAULT_MAX_NOTIFICATION_ITEMS = 1000
 #: Distinct examples named per reason in the summary line.
 _SUMMARY_EXAMPLES = 3
 
+#: The id Graph sends where an item is not about one resource.
+_NO_ID = "NA"
 _GRAPH_RESOURCE_MESSAGE_ID = re.compile(
     r"messages(?:/([^/()']+)|\('([^']+)'\))/?$", re.IGNORECASE
 )
@@ -132,30 +136,54 @@ class _ItemTally:
 # The push source
 
 
+def is_created(change_type: object) -> bool:
+    """Whether a ``changeType`` names a creation (``"created"``, or ``"created,updated"`` when
+    Graph folds several changes into one item); compared case-insensitively."""
+    if not isinstance(change_type, str):
+        return False
+    return "created" in {part.strip().lower() for part in change_type.split(",")}
+
+
 def message_id_from_item(item: Mapping[str, Any]) -> str | None:
     """The message id of one notification item: ``resourceData.id``, else the id at the end of
-    ``resource``; None when the item is not about a message or carries no valid id."""
+    ``resource``; None when the item is not about a message or carries no valid id. ``"NA"``
+    (what Graph puts in items that are not about one resource) is no id."""
     resource_data = item.get("resourceData")
-    if resource_data is not None and not isinstance(resource_data, dict):
+    if resource_data is not None and not isinstance(resource_data, Mapping):
         return None
-    if isinstance(resource_data, dict):
+    if isinstance(resource_data, Mapping):
         odata_type = resource_data.get("@odata.type")
         # Messages and their subtypes (eventMessage) only; compared case-insensitively
         # because the docs' own examples spell it both ways.
         if isinstance(odata_type, str) and not odata_type.lower().endswith("message"):
             return None
         rid = resource_data.get("id")
-        if _valid_id(rid):
+        if _valid_id(rid) and rid != _NO_ID:
             assert isinstance(rid, str)
             return rid
     resource = item.get("resource")
     if isinstance(resource, str) and len(resource) <= 4 * MAX_ID_LENGTH:
-        match = _GRAPH_RESOURCE_MESSAGE_ID.search(resource)
+        match = _GRAPH_RESOURCE_MESSAGE_ID.search(resource.strip())
         if match:
             found = match.group(1) or match.group(2)
-            if _valid_id(found):
+            if _valid_id(found) and found != _NO_ID:
                 return found
     return None
+
+
+def message_ids_from_notification(item: Mapping[str, Any]) -> list[str]:
+    """The message id of one ``created`` change notification item, or [] (the one parser of
+    notification items: the push source and ``process_webhook_notification`` both use it).
+
+    Lifecycle items (``lifecycleEvent``), other change types (``updated``, ``deleted``, the Event
+    Hubs reachability test whose changeType is a sentence) and non-message resources give [].
+    """
+    if not isinstance(item, Mapping) or item.get("lifecycleEvent"):
+        return []
+    if not is_created(item.get("changeType")):
+        return []
+    found = message_id_from_item(item)
+    return [] if found is None else [found]
 
 
 class GraphPush(PushSource):
@@ -288,7 +316,7 @@ class GraphPush(PushSource):
             ))
 
         change_type = item.get("changeType")
-        if not isinstance(change_type, str) or change_type.strip().lower() != "created":
+        if not is_created(change_type):
             # Our own marking (isRead, categories) produces "updated"; deletions need no event.
             return _ItemOutcome("not a created message", _safe(change_type), level=logging.DEBUG)
         message_id = self._graph_message_id(item)
