@@ -14,6 +14,8 @@ import json
 from email.message import Message
 from typing import Any
 
+from mailparity.testing._render import STORE_POLICY, content_type, header_text
+
 BASE = "https://gmail.googleapis.com/gmail/v1/users/me"
 BATCH_URL = "https://gmail.googleapis.com/batch/gmail/v1"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -26,8 +28,8 @@ def b64url(data: bytes) -> str:
 def _part(
     msg: Message, part_id: str, attachments: dict[str, bytes], as_attachment_ids: bool
 ) -> dict[str, Any]:
-    headers = [{"name": k, "value": str(v)} for k, v in msg.raw_items()]
-    ctype = msg.get_content_type()
+    headers = [{"name": k, "value": header_text(v)} for k, v in msg.raw_items()]
+    ctype = content_type(msg)
     filename = msg.get_filename() or ""
     out: dict[str, Any] = {
         "partId": part_id,
@@ -44,11 +46,8 @@ def _part(
             for i, child in enumerate(children)
         ]
         return out
-    if ctype.startswith("message/"):
-        inner = msg.get_payload()
-        payload = inner[0].as_bytes() if isinstance(inner, list) else b""
-    else:
-        payload = msg.get_payload(decode=True) or b""
+    # An attached message (message/*): the bytes as received, as Gmail serves them.
+    payload = msg.get_payload(decode=True) or b""
     is_body = ctype in ("text/plain", "text/html") and not filename
     if as_attachment_ids and not is_body:
         attachment_id = f"ATT_{part_id.replace('.', '_') or 'root'}"
@@ -69,7 +68,7 @@ def full_from_mime(
     as_attachment_ids: bool = False,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``format=full`` Message for ``raw``, and {attachmentId: bytes} when requested."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = email.message_from_bytes(raw, policy=STORE_POLICY)
     attachments: dict[str, bytes] = {}
     payload = _part(msg, "", attachments, as_attachment_ids)
     return (

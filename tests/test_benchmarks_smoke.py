@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _env  # noqa: E402
+import bench_normalizer as normalizer  # noqa: E402
 import system  # noqa: E402
 import throughput  # noqa: E402
 
@@ -117,3 +118,11 @@ def test_every_graph_mailbox_subscribes_with_one_app(served: Any) -> None:
     assert {box.config.client_id for box in boxes} == {_env.BENCH_CLIENT_ID}
     assert all(box.config.webhook_subscription_id for box in boxes)
     assert boxes[0].config.webhook_subscription_id != boxes[1].config.webhook_subscription_id
+
+
+def test_normalizer_benchmarks_report_every_goal() -> None:
+    rows = normalizer.table_rows(html_mb=0.05, parts=50, message_mb=0.2)
+    assert len(rows) == 3
+    assert all(row.count("|") == 6 for row in rows)
+    related = normalizer.related_parts(parts=50, html_mb=0.01)
+    assert related["inline"] == 50  # every image is shown by the HTML

@@ -986,6 +986,12 @@ class _RawHeaderPolicy(email.policy.Compat32):
         name, value = super().header_source_parse(sourcelines)
         if name.strip().lower() == "content-type":
             fixed = repair_content_type(value)
+            match = _TYPE_START.match(fixed)
+            if match is not None and match.group(1).lower() == "message":
+                # An attached message is kept as the bytes received (a signature over it must
+                # still verify): the parser is told it is an opaque leaf, not a message to
+                # parse and regenerate. _content_type reports it as the message/* it is.
+                fixed = f"{_ENCLOSED}/{match.group(2)}{match.group(3)}"
             if fixed != value:
                 return name, _Repaired(fixed, value)
         return name, value
@@ -993,6 +999,9 @@ class _RawHeaderPolicy(email.policy.Compat32):
     def header_fetch_parse(self, name: str, value: str) -> str:
         return value
 
+
+#: The parser's name for message/* parts, which it must not parse (see header_source_parse).
+_ENCLOSED = "x-mailparity-enclosed"
 
 _TYPE_START = re.compile(
     r"[ \t]*([A-Za-z0-9!#$&^_.+-]+)[ \t]*/[ \t]*([A-Za-z0-9!#$&^_.+-]+)(.*)", re.DOTALL
@@ -1196,7 +1205,8 @@ def _content_type(part: email.message.Message) -> str:
     match = _TYPE_START.match(ctype)
     if match is None:
         return "text/plain"
-    return f"{match.group(1)}/{match.group(2)}".lower()
+    major = "message" if match.group(1) == _ENCLOSED else match.group(1)
+    return f"{major}/{match.group(2)}".lower()
 
 
 def _disposition(part: email.message.Message) -> str:
@@ -1340,7 +1350,8 @@ def _raw_payload(part: email.message.Message) -> object:
 
 
 def _leaf_payload(part: email.message.Message) -> bytes:
-    """The decoded content of a leaf part (or the bytes of an enclosed message)."""
+    """The decoded content of a leaf part; for an attached message, its bytes as received
+    (a forbidden but seen base64 or quoted-printable encoding of it undone)."""
     payload = _raw_payload(part)
     cte = _cte(part)
     if isinstance(payload, list):

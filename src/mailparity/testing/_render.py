@@ -19,8 +19,10 @@ from datetime import datetime, timezone
 from email.message import Message
 
 __all__ = [
+    "STORE_POLICY",
     "MimeLeafInfo",
     "ParsedRaw",
+    "content_type",
     "decode_words",
     "header_text",
     "parse_raw",
@@ -29,9 +31,49 @@ __all__ = [
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
 
+#: How the store's parser is told to keep an attached message (message/*) as the bytes it
+#: received: mail servers store and serve attached messages as sent, never re-generated.
+_STORED = "x-stored-message"
+_MESSAGE_TYPE = re.compile(r"\s*message\s*/", re.IGNORECASE)
+
+
+class _AsSent(str):
+    """A header value the store's parser sees rewritten; ``sent`` is what the message said."""
+
+    sent: str
+
+    def __new__(cls, value: str, sent: str) -> _AsSent:
+        made = super().__new__(cls, value)
+        made.sent = sent
+        return made
+
+
+class _StorePolicy(email.policy.Compat32):
+    """compat32 with attached messages kept opaque (see :func:`content_type`)."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if name.strip().lower() == "content-type" and _MESSAGE_TYPE.match(value):
+            return name, _AsSent(_MESSAGE_TYPE.sub(f"{_STORED}/", value, count=1), value)
+        return name, value
+
+
+STORE_POLICY = _StorePolicy()
+
+
+def content_type(part: Message) -> str:
+    """The part's MIME type as sent (``message/rfc822`` included) and as a server reports it:
+    ``type/subtype``, lower case, junk after the subtype (a missing ``;``) left out."""
+    ctype = part.get_content_type()
+    if ctype.startswith(f"{_STORED}/"):
+        ctype = "message/" + ctype.split("/", 1)[1]
+    match = re.match(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", ctype.strip())
+    return match.group(0) if match else "text/plain"
+
 
 def header_text(value: object) -> str:
     """A header value as text: folding removed, raw 8-bit bytes read as UTF-8 (else latin-1)."""
+    value = getattr(value, "sent", value)
     if isinstance(value, email.header.Header):
         value = str(value)
     text = str(value)
@@ -204,11 +246,8 @@ def content_id(part: Message) -> str | None:
 
 
 def leaf_payload(part: Message) -> bytes:
-    """The decoded bytes of a leaf part (message/rfc822 parts: the enclosed message's bytes)."""
-    if part.get_content_type() == "message/rfc822" and part.is_multipart():
-        inner = part.get_payload(0)
-        if isinstance(inner, Message):
-            return inner.as_bytes(policy=email.policy.compat32)
+    """The decoded bytes of a leaf part (message/* parts: the enclosed message's bytes as
+    received)."""
     try:
         data = part.get_payload(decode=True)
     except (ValueError, LookupError):  # pragma: no cover - the email package rarely raises here
@@ -222,7 +261,7 @@ def leaf_payload(part: Message) -> bytes:
 def iter_parts(part: Message, part_id: str = "") -> list[tuple[str, Message]]:
     """Depth-first ``(part id, part)`` pairs using Gmail's numbering (root "", then "0", "0.1")."""
     out: list[tuple[str, Message]] = [(part_id, part)]
-    if part.is_multipart() and part.get_content_maintype() == "multipart":
+    if is_container(part):
         children = part.get_payload()
         if isinstance(children, list):
             for index, child in enumerate(children):
@@ -236,22 +275,71 @@ def is_container(part: Message) -> bool:
     return part.get_content_maintype() == "multipart" and part.is_multipart()
 
 
+#: Renderings a multipart/alternative may hold besides plain text and HTML.
+_OTHER_RENDERINGS = frozenset(
+    {"text/enriched", "text/richtext", "text/watch-html", "text/x-watch-html", "text/x-amp-html"}
+)
+
+
+#: A header line: a field name made of token characters (a line such as "h=a:b:c" is a
+#: signature continuation that lost its indent, not a field), a colon after optional blanks.
+_FIELD = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9!#$%&'*+.^_`|~-]*[ \t]*:")
+
+
+def tolerant_header_block(raw: bytes) -> bytes:
+    """The message as a tolerant mail server reads its header block: a UTF-8 byte-order mark
+    dropped; ``Name  :`` (obsolete white space before the colon) read as ``Name:``; a line that
+    is neither a header nor indented read as a continuation when more headers follow it (else
+    the body starts there, without its blank line); a boundary line ends the headers."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.splitlines(keepends=True)
+    end = 0
+    while end < len(lines) and lines[end].strip(b"\r\n"):
+        end += 1
+    block = lines[:end]
+    fixed: list[bytes] = []
+    for index, line in enumerate(block):
+        if line.startswith(b"--") or (not line.strip() and index + 1 < end
+                                      and block[index + 1].startswith(b"--")):
+            # The body begins at a boundary line (or the white space line before one).
+            rest = block[index + 1 :] if not line.strip() else block[index:]
+            return b"".join([*fixed, b"\r\n", *rest, *lines[end:]])
+        if _FIELD.match(line):
+            name, _, value = line.partition(b":")
+            fixed.append(name.rstrip(b" \t") + b":" + value)
+        elif line[:1] in (b" ", b"\t") or (index == 0 and line.startswith(b"From ")):
+            fixed.append(line)
+        elif any(_FIELD.match(later) for later in block[index + 1 :]):
+            fixed.append(b" " + line)
+        else:
+            return b"".join([*fixed, b"\r\n", *block[index:], *lines[end:]])
+    return b"".join([*fixed, *lines[end:]])
+
+
 def parse_raw(raw: bytes) -> ParsedRaw:
     """Headers, the first text/plain and text/html bodies, and the other leaves as attachments."""
     if not isinstance(raw, (bytes, bytearray)):
         raise TypeError("raw must be bytes")
-    message = email.message_from_bytes(bytes(raw), policy=email.policy.compat32)
+    message = email.message_from_bytes(tolerant_header_block(bytes(raw)), policy=STORE_POLICY)
     parsed = ParsedRaw(
         message=message,
         headers=[(key, header_text(value)) for key, value in message.raw_items()],
     )
     leaves: list[tuple[str, Message, str, str | None, str | None, str | None, bool]] = []
+    types = {}
     for part_id, part in iter_parts(message):
+        types[part_id] = content_type(part)
         if is_container(part):
             continue
-        ctype = part.get_content_type()
+        ctype = content_type(part)
+        if ctype.startswith("multipart/"):
+            ctype = "text/plain"  # a multipart the parser could not split: its text is shown
         disp = disposition(part)
         filename = part_filename(part)
+        parent = types.get(part_id.rpartition(".")[0] if "." in part_id else "", "")
+        if parent == "multipart/alternative" and ctype in _OTHER_RENDERINGS and filename is None:
+            continue  # another rendering of the body (Apple Watch, enriched): not a file
         body_candidate = (
             ctype in ("text/plain", "text/html") and disp != "attachment" and filename is None
         )
@@ -263,6 +351,8 @@ def parse_raw(raw: bytes) -> ParsedRaw:
             if ctype == "text/html" and parsed.html is None:
                 parsed.html = text
                 continue
+            if not text.strip():
+                continue  # an empty filler part is no attachment
         cid = content_id(part)
         is_message = ctype == "message/rfc822"
         leaves.append((part_id, part, ctype, disp, filename, cid, is_message))
@@ -285,8 +375,8 @@ def parse_raw(raw: bytes) -> ParsedRaw:
 
 
 def _default_name(part: Message, is_message: bool) -> str:
-    if is_message and part.is_multipart():
-        inner = part.get_payload(0)
-        if isinstance(inner, Message) and inner.get("Subject"):
+    if is_message:
+        inner = email.message_from_bytes(leaf_payload(part)[:65536], policy=STORE_POLICY)
+        if inner.get("Subject"):
             return decode_words(header_text(inner["Subject"]))
     return "Untitled attachment"

@@ -55,6 +55,7 @@ from ._fakebase import (
 )
 from ._render import (
     ParsedRaw,
+    content_type,
     header_text,
     is_container,
     leaf_payload,
@@ -681,7 +682,7 @@ class FakeGmail(ProviderFake):
             root = message.parsed.message
             data["payload"] = {
                 "partId": "",
-                "mimeType": root.get_content_type(),
+                "mimeType": content_type(root),
                 "filename": "",
                 "headers": [
                     {"name": name, "value": value}
@@ -694,7 +695,7 @@ class FakeGmail(ProviderFake):
         return data
 
     def _part(self, message_id: str, part: Message, part_id: str) -> dict[str, Any]:
-        mime = part.get_content_type()
+        mime = content_type(part)
         filename = part_filename(part) or ""
         out: dict[str, Any] = {
             "partId": part_id,

@@ -224,9 +224,10 @@ class _FullWalker:
     ) -> None:
         disposition = _disposition(part)
         filename = _param(holder, "filename", "content-disposition")
-        if not filename and isinstance(part.get("filename"), str) and part["filename"]:
-            filename = str(part["filename"])
         name = _param(holder, "name")
+        if not (filename or name) and isinstance(part.get("filename"), str) and part["filename"]:
+            # Gmail's own reading of the name: only when the headers name no file themselves.
+            filename = str(part["filename"])
         in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
         body = part.get("body") or {}
         if not isinstance(body, Mapping):
@@ -290,6 +291,24 @@ class _FullWalker:
                 self.attachments[index] = attachment.model_copy(update={"is_inline": inline})
 
 
+def _check_header_text(payload: Mapping[str, Any]) -> None:
+    """Raise when a header of the tree was sent as raw 8-bit bytes in a legacy charset.
+
+    Gmail shows such bytes already read as text, with a guess at their charset; the shared
+    reader reads them with the charset the message declares, which only the raw bytes tell.
+    Characters up to U+00FF only (a Latin-1 reading) or U+FFFD (an undecodable byte) are that
+    sign; text with characters beyond U+00FF was read right (UTF-8, RFC 6532)."""
+    stack = [payload]
+    while stack:
+        part = stack.pop()
+        for _name, value in _header_list(part):
+            if value.isascii():
+                continue
+            if "\ufffd" in value or max(value) <= "\xff":
+                raise UnrepresentableError("raw 8-bit header bytes in a legacy charset")
+        stack.extend(_children(part))
+
+
 def received_at(
     message: Mapping[str, Any], headers: Sequence[Header], fallback: datetime | None = None
 ) -> datetime:
@@ -335,6 +354,7 @@ def message_from_full(
     if not isinstance(payload, Mapping):
         raise UnrepresentableError("message without payload")
     pairs = _header_list(payload)
+    _check_header_text(payload)
     raw_headers = [Header(name=n, value=mime.unfold(v)) for n, v in pairs]
     headers = [Header(name=n, value=mime.decode_header_value(v)) for n, v in pairs]
     walker = _FullWalker()
