@@ -38,7 +38,7 @@ REASONS = {
         "decoder and the shared one recover different text"
     ),
     "addresses": "a mailbox that is not valid RFC 5322: the provider keeps another reading",
-    "names": "attachment names: the Graph path's name sanitizing is not shared yet",
+    "names": "a part named only by its Content-Location: the provider names it its own way",
     "location": (
         "a part the HTML shows only through its Content-Location: Graph's attachment JSON "
         "carries no Content-Location, so the Graph paths cannot know it is shown"
@@ -58,12 +58,8 @@ _PROVIDER_READS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mimekit__multipart-related-mhtml.eml": ("location", GRAPH),
     "phpmimeparser__failure.eml": ("decoding", GRAPH),
     "phpmimeparser__issue116.eml": ("decoding", GRAPH),
-    "phpmimeparser__issue133.eml": ("names", GRAPH),
     "phpmimeparser__issue212.eml": ("decoding", GRAPH),
-    "phpmimeparser__issue250.eml": ("names", GRAPH),
     "phpmimeparser__m0018.eml": ("decoding", (*GRAPH, FULL)),
-    "phpmimeparser__m0027.eml": ("names", GRAPH),
-    "phpmimeparser__m0124.eml": ("names", GRAPH),
     "rspamd__btc2.eml": ("structure", GRAPH),
     "rspamd__btc3.eml": ("structure", GRAPH),
     "rspamd__btc4.eml": ("structure", GRAPH),
