@@ -325,3 +325,24 @@ def test_push_tokens_verify_with_google_auth_against_the_fakes_certificates(serv
     assert claims["email"] == account
     assert claims["email_verified"] is True
     assert claims["iss"] == "https://accounts.google.com"
+
+
+def test_batch_after_the_access_token_expired(served: Any) -> None:
+    """Each part carries its own token: googleapiclient refreshes through the fake's token
+    endpoint and sends the parts answered 401 again."""
+    gmail, _ = served
+    service = gmail_service(gmail, BOX)
+    ids = [gmail.deliver(BOX, _raw(n)) for n in range(2)]
+    answers: dict[str, Any] = {}
+
+    def callback(request_id: str, response: Any, exception: Any) -> None:
+        answers[request_id] = exception if exception is not None else response
+
+    gmail.expire_tokens()
+    batch = gmail_batch(service, gmail, callback)
+    for message_id in ids:
+        batch.add(service.users().messages().get(userId="me", id=message_id, format="minimal"),
+                  request_id=message_id)
+    batch.execute()
+    assert {key: value["id"] for key, value in answers.items()} == {i: i for i in ids}
+    assert any(r.url == gmail.token_uri for r in gmail.requests)

@@ -202,6 +202,38 @@ def test_list_messages_top_select_filter_orderby_and_next_link(served: Any) -> N
     assert {m.id for m in recent.value} == {ids[3], ids[4]}
 
 
+def test_next_link_keeps_filter_and_order(served: Any) -> None:
+    graph, _ = served
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    ids = [
+        graph.deliver(BOX, _raw(n), received_at=start + timedelta(minutes=n)) for n in range(5)
+    ]
+
+    async def body(client: Any) -> list[str]:
+        query = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
+            top=2, orderby=["receivedDateTime asc"],
+            filter=f"receivedDateTime ge {(start + timedelta(minutes=1)).isoformat()}",
+        )
+        page = await client.me.messages.get(request_configuration=immutable(query))
+        seen = [m.id for m in page.value]
+        while page.odata_next_link:
+            page = await client.me.messages.with_url(page.odata_next_link).get(
+                request_configuration=immutable()
+            )
+            seen += [m.id for m in page.value]
+        try:
+            await client.me.messages.get(request_configuration=immutable(
+                MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
+                    orderby=["subject"]
+                )
+            ))
+        except APIError as exc:
+            seen.append(f"status {_status(exc)}")
+        return seen
+
+    assert _run(graph, body) == [*ids[1:], "status 400"]
+
+
 def test_mime_value_attachments_and_attachment_value(served: Any) -> None:
     graph, _ = served
     raw = _raw()
@@ -284,7 +316,11 @@ def test_unknown_message_is_404_item_not_found(served: Any) -> None:
     with pytest.raises(APIError) as info:
         _run(graph, body)
     assert _status(info.value) == 404
-    assert info.value.error.code == "ErrorItemNotFound"
+    error = info.value.error
+    assert error.code == "ErrorItemNotFound"
+    assert error.inner_error.request_id  # Graph's innerError, parsed by the SDK's model
+    assert isinstance(error.inner_error.date, datetime)
+    assert unknown_properties(error) == {}
 
 
 # ------------------------------------------------------------------------ folders, categories
@@ -558,3 +594,38 @@ def test_throttling_and_expired_tokens_reach_the_sdk_as_graph_errors(served: Any
     assert throttled[2] in ("30", ["30"])
     assert unavailable[0] == 503
     assert expired[:2] == (401, "InvalidAuthenticationToken")
+
+
+def test_app_only_token_from_msal_then_users_path_with_the_sdk() -> None:
+    """Application permissions end to end with Microsoft's own clients: msal's client
+    credentials flow against the fake's Entra endpoints (msal wants https: TLS mode), then the
+    SDK on ``/users/{address}`` (``/me`` is refused for an app token, as in Graph)."""
+    import msal
+
+    graph = FakeGraph(seed=21)
+    with serve(graph, tls=True) as server:
+        graph.add_mailbox(BOX)
+        graph.add_client("daemon-app", "daemon-secret")
+        message_id = graph.deliver(BOX, _raw())
+        app = msal.ConfidentialClientApplication(
+            "daemon-app", client_credential="daemon-secret",
+            authority=f"{graph.login_url}/{graph.tenant_id}",
+            http_client=server.session(), instance_discovery=False,
+        )
+        result = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+        assert "access_token" in result, result.get("error_description")
+
+        async def body() -> tuple[Any, int | None]:
+            client = graph_client(graph, result["access_token"], verify=server.ca_path)
+            message = await client.users.by_user_id(BOX).messages.by_message_id(
+                message_id
+            ).get(request_configuration=immutable())
+            try:
+                await client.me.get()
+            except APIError as exc:
+                return message, _status(exc)
+            return message, None
+
+        message, me_status = asyncio.run(body())
+    assert message.id == message_id
+    assert me_status == 400

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from ._fakebase import (
     Clock,
@@ -1221,19 +1221,7 @@ class FakeGraph(ProviderFake):
         if raw is None:
             return None
         known = {name.lower(): name for name in _FOLDER_PROPERTIES}
-        chosen: list[str] = []
-        for name in (item.strip() for item in raw.split(",")):
-            if not name:
-                continue
-            if name.lower() not in known:
-                raise _GraphError(
-                    400,
-                    "RequestBroker--ParseUri",
-                    f"Could not find a property named '{name}' on type "
-                    "'Microsoft.OutlookServices.MailFolder'.",
-                )
-            chosen.append(known[name.lower()])
-        return chosen
+        return _property_names(raw, known, "MailFolder")
 
     def _folder_json(
         self, user: GraphUser, folder: GraphFolder, select: list[str] | None = None
@@ -1269,7 +1257,7 @@ class FakeGraph(ProviderFake):
             and (folder is None or m.folder_id == folder.id)
             and (since is None or _passes(m.received, since))
         ]
-        items.sort(key=lambda m: m.received, reverse=True)
+        items.sort(key=lambda m: m.received, reverse=_newest_first(request.param("$orderby")))
         page = items[skip : skip + top]
         immutable = _wants_immutable(request)
         body_text = _wants_text(request)
@@ -1279,9 +1267,15 @@ class FakeGraph(ProviderFake):
         }
         if skip + top < len(items):
             where = f"mailFolders('{folder.id}')/messages" if folder else "messages"
-            query = f"$top={top}&$skip={skip + top}"
+            # The next page keeps every option of this one, as Graph's nextLink does.
+            options = {"$top": str(top), "$skip": str(skip + top)}
             if select is not None:
-                query += "&$select=" + ",".join(select)
+                options["$select"] = ",".join(select)
+            for name in ("$filter", "$orderby"):
+                value = request.param(name)
+                if value is not None:
+                    options[name] = value
+            query = urlencode(options, safe="$,()'", quote_via=quote)
             payload["@odata.nextLink"] = f"{self.base_url}/{prefix}/{where}?{query}"
         return self._ok(request, payload)
 
@@ -1289,22 +1283,7 @@ class FakeGraph(ProviderFake):
 
     def _select(self, request: FakeRequest) -> list[str] | None:
         raw = request.param("$select")
-        if raw is None:
-            return None
-        out: list[str] = []
-        for name in (item.strip() for item in raw.split(",")):
-            if not name:
-                continue
-            canonical = _SELECTABLE.get(name.lower())
-            if canonical is None:
-                raise _GraphError(
-                    400,
-                    "RequestBroker--ParseUri",
-                    f"Could not find a property named '{name}' on type "
-                    "'Microsoft.OutlookServices.Message'.",
-                )
-            out.append(canonical)
-        return out
+        return None if raw is None else _property_names(raw, _SELECTABLE, "Message")
 
     def _expand(self, request: FakeRequest) -> list[str] | bool | None:
         """False: no expansion; None: attachments with every property; list: selected ones."""
@@ -1318,18 +1297,8 @@ class FakeGraph(ProviderFake):
             )
         if match.group(1) is None:
             return None
-        lowered = {name.lower(): name for name in _ATTACHMENT_PROPERTIES}
-        chosen: list[str] = []
-        for name in (item.strip() for item in match.group(1).split(",")):
-            if name.lower() not in lowered:
-                raise _GraphError(
-                    400,
-                    "RequestBroker--ParseUri",
-                    f"Could not find a property named '{name}' on type "
-                    "'Microsoft.OutlookServices.Attachment'.",
-                )
-            chosen.append(lowered[name.lower()])
-        return chosen
+        known = {name.lower(): name for name in _ATTACHMENT_PROPERTIES}
+        return _property_names(match.group(1), known, "Attachment")
 
     def _lookup(self, user: GraphUser, message_id: str, folder: GraphFolder | None) -> GraphMessage:
         message = self._find_message(message_id)
@@ -2026,6 +1995,25 @@ class FakeGraph(ProviderFake):
 # ====================================================================== helpers
 
 
+def _property_names(raw: str, known: Mapping[str, str], type_name: str) -> list[str]:
+    """The canonical names of a ``$select`` list (``known``: lower-cased name -> name); an
+    unknown property answers 400 as Graph does."""
+    chosen: list[str] = []
+    for name in (item.strip() for item in raw.split(",")):
+        if not name:
+            continue
+        canonical = known.get(name.lower())
+        if canonical is None:
+            raise _GraphError(
+                400,
+                "RequestBroker--ParseUri",
+                f"Could not find a property named '{name}' on type "
+                f"'Microsoft.OutlookServices.{type_name}'.",
+            )
+        chosen.append(canonical)
+    return chosen
+
+
 def _segment(value: str) -> tuple[str, str | None]:
     """``mailFolders('Inbox')`` -> ("mailfolders", "Inbox"); ``messages`` -> ("messages", None)."""
     match = re.fullmatch(r"([A-Za-z$]+)\('([^']*)'\)", value)
@@ -2073,6 +2061,19 @@ def _int_param(request: FakeRequest, name: str, default: int, low: int, high: in
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise _GraphError(400, "BadRequest", f"Invalid value '{raw}' for {name}.")
     return int(raw)
+
+
+def _newest_first(raw: str | None) -> bool:
+    """The order of a message list: ``receivedDateTime desc`` (also without ``$orderby``) or
+    ``asc``; other expressions answer 400 rather than being ignored."""
+    if raw is None:
+        return True
+    match = re.fullmatch(r"\s*receivedDateTime(?:\s+(asc|desc))?\s*", raw, re.IGNORECASE)
+    if match is None:
+        raise _GraphError(
+            400, "BadRequest", "This fake supports only '$orderby=receivedDateTime [asc|desc]'."
+        )
+    return (match.group(1) or "asc").lower() == "desc"
 
 
 def _received_filter(raw: str | None) -> tuple[str, datetime] | None:
