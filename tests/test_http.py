@@ -98,6 +98,16 @@ def test_retry_after_http_date_beyond_the_limit_counts_from_the_injected_clock(
 
 
 @responses.activate
+def test_a_503_asking_for_longer_than_the_limit_carries_its_wait(clock: Any) -> None:
+    responses.get(URL, status=503, headers={"Retry-After": "300"})
+    with pytest.raises(ProviderUnavailableError) as info:
+        client(clock).request("GET", URL)
+    assert info.value.retry_after == 300.0
+    assert clock.sleeps == []
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_shorter_retry_after_is_waited_exactly_within_the_request(clock: Any) -> None:
     responses.get(URL, status=429, headers={"Retry-After": "2.128"})
     responses.get(URL, status=429, headers={"Retry-After": "60"})  # the limit itself: waited

@@ -96,6 +96,23 @@ def test_graph_push_job_is_due_after_retry_after(world: Any, clock: Any) -> None
     assert _pending(store) == []
 
 
+def test_graph_503_with_a_long_retry_after_is_due_then_too(world: Any, clock: Any) -> None:
+    graph, _, store, publisher, handler = world
+    connect_microsoft(store, graph, GRAPH_BOX)
+    message_id = graph.deliver(GRAPH_BOX, _raw(1, GRAPH_BOX))
+    graph.fail_next(1, status=503, retry_after=240, path="/messages/AAkAL")
+    handler.handle_microsoft(graph_notification_request(graph, message_id))
+    start = clock()
+    handler.run_pending()
+    [job] = _pending(store)
+    assert job.available_at == start + timedelta(seconds=240)
+    assert "ProviderUnavailableError" in (job.last_error or "")
+    assert clock.sleeps == []
+    clock.sleep(240)
+    handler.run_pending()
+    assert [e.email_data.id for e in publisher.events] == [message_id]
+
+
 def test_graph_short_retry_after_is_waited_in_the_request(world: Any, clock: Any) -> None:
     graph, _, store, publisher, handler = world
     connect_microsoft(store, graph, GRAPH_BOX)

@@ -179,7 +179,15 @@ class ThrottledError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    """5xx, a timeout or a connection error after the retries ran out."""
+    """5xx, a timeout or a connection error after the retries ran out.
+
+    Attributes:
+        retry_after: seconds a 503 asked us to wait (``Retry-After``), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class SubscriptionError(MailParityError):

@@ -280,7 +280,9 @@ def default_map_error(response: requests.Response, provider: str | None = None) 
     if status == 410:
         return CursorExpiredError(message, **kwargs)
     if status >= 500:
-        return ProviderUnavailableError(message, **kwargs)
+        return ProviderUnavailableError(
+            message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs
+        )
     return BadRequestError(message, **kwargs)
 
 
@@ -482,10 +484,11 @@ class HttpClient:
         return float(backoff / 2 + random.uniform(0, backoff / 2))
 
     def _mapped(self, response: requests.Response) -> MailParityError:
-        """The error of a failed response; a ThrottledError's ``retry_after`` counted from the
-        injected clock (an HTTP-date ``Retry-After`` depends on what "now" is)."""
+        """The error of a failed response; the ``retry_after`` of a ThrottledError or a 503's
+        ProviderUnavailableError counted from the injected clock (an HTTP-date ``Retry-After``
+        depends on what "now" is)."""
         error = self._map(response)
-        if isinstance(error, ThrottledError):
+        if isinstance(error, ThrottledError | ProviderUnavailableError):
             after = parse_retry_after(response.headers.get("Retry-After"), now=self.clock())
             if after is not None:
                 error.retry_after = after

@@ -52,6 +52,7 @@ from .errors import (
     MailParityError,
     NotFoundError,
     PermanentMessageError,
+    ProviderUnavailableError,
     ThrottledError,
     is_transient,
 )
@@ -370,7 +371,7 @@ class Processor:
         return min(self.backoff_max, self.backoff_base * (2.0 ** min(max(failures, 0), 40)))
 
     def _error_delay(self, error: BaseException, failures: int) -> float:
-        if isinstance(error, ThrottledError) and error.retry_after:
+        if isinstance(error, ThrottledError | ProviderUnavailableError) and error.retry_after:
             # The provider said how long: the job is due exactly then, never sooner (waiting
             # less only burns quota and extends the throttling). Only an absurd value is
             # bounded, so that a broken header cannot park a mailbox's work for good.

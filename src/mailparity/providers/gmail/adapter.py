@@ -39,7 +39,6 @@ from ...errors import (
     PermissionDeniedError,
     ProviderUnavailableError,
     SubscriptionError,
-    ThrottledError,
     UnauthorizedError,
     WebhookValidationError,
 )
@@ -573,8 +572,9 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 if is_gmail_retryable(response) or status in (429, 503, 504):
                     retry_ids.append(mid)
                     error = map_gmail_error(response)
-                    if isinstance(error, ThrottledError) and error.retry_after is not None:
-                        retry_after = max(retry_after or 0.0, error.retry_after)
+                    asked = getattr(error, "retry_after", None)  # 429, quota 403 and 503 may say
+                    if asked is not None:
+                        retry_after = max(retry_after or 0.0, float(asked))
                     results[mid] = error  # kept if the retries run out
                     continue
                 error = map_gmail_error(response)

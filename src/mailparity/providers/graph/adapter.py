@@ -613,8 +613,9 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                     unauthorized.append(mid)
                 elif status in (429, 503, 504):
                     throttled.append(mid)
-                    if isinstance(error, ThrottledError) and error.retry_after is not None:
-                        retry_after = max(retry_after or 0.0, error.retry_after)
+                    asked = getattr(error, "retry_after", None)  # 429 and 503 may say
+                    if asked is not None:
+                        retry_after = max(retry_after or 0.0, float(asked))
             if unauthorized:
                 refreshed = True
                 self.force_refresh()
