@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
+import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -42,11 +48,18 @@ from mailparity.providers import create_adapter
 from mailparity.providers.graph import MicrosoftGraphAdapter
 from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
+from mailparity.stores.sqlite import SqliteStore
 from mailparity.testing import FakeGmail, FakeGraph, connect_google, connect_microsoft, serve
 from mailparity.testing.oidc import TestOidcSigner, pubsub_push_body
 from mailparity.urlpath import path_segment
 from mailparity.webhooks import GOOGLE_CERTS_URL, WebhookHandler
-from mailparity.wsgi import WebhookServer, serve_in_thread
+from mailparity.wsgi import (
+    ProductionServer,
+    ServerLimits,
+    WebhookServer,
+    serve_in_thread,
+    serve_production_in_thread,
+)
 from webhook_support import (
     AUDIENCE,
     CLIENT_STATE,
@@ -431,3 +444,303 @@ def test_the_trust_recipe_works_where_requests_ca_bundle_is_set(
                                               sleep=lambda _: None)
         with pytest.raises(TLSVerificationError, match="REQUESTS_CA_BUNDLE is set"):
             naive_adapter.get_message_details(message_id)
+
+
+# ------------------------------------------------------------------------------------------------
+# The production server: slow clients hold no thread, real pushes get through
+
+SLOW_CLIENTS = 200
+
+
+def _graph_push(n: int) -> bytes:
+    return json.dumps({"value": [graph_item(f"AAMkAGI2THV{n:04d}AAA=")]}).encode()
+
+
+def _slow_connections(server: ProductionServer, count: int) -> list[socket.socket]:
+    """``count`` connections that never finish a request: idle, half-sent headers, half-sent
+    bodies (a Content-Length far above what is sent), in turn."""
+    partials = (
+        b"",
+        b"POST /webhooks/microsoft HTTP/1.1\r\nHost: hooks\r\nContent-Ty",
+        b"POST /webhooks/microsoft HTTP/1.1\r\nHost: hooks\r\nContent-Type: application/json"
+        b"\r\nContent-Length: 900000\r\n\r\n{\"value\": [",
+    )
+    sockets = []
+    for n in range(count):
+        sock = socket.create_connection((server.host, server.port), timeout=10)
+        if partials[n % 3]:
+            sock.sendall(partials[n % 3])
+        sockets.append(sock)
+    return sockets
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes ``sock`` (within 20 s; the read timeout is far shorter)."""
+    sock.settimeout(20)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_slow_clients_do_not_stop_real_pushes() -> None:
+    store = InMemoryStore()
+    store.save_provider(microsoft_config())
+    handler = WebhookHandler(store=store, publisher=InMemoryPublisher())
+    # Fewer worker threads than slow clients by far: reading requests must not take a thread.
+    limits = ServerLimits(threads=2, connection_limit=SLOW_CLIENTS + 50)
+    with serve_production_in_thread(handler, limits=limits) as server:
+        slow = _slow_connections(server, SLOW_CLIENTS)
+        try:
+            with requests.Session() as session:
+                session.trust_env = False
+                for n in range(10):
+                    response = session.post(f"{server.url}/webhooks/microsoft",
+                                            data=_graph_push(n), timeout=15,
+                                            headers={"Content-Type": "application/json"})
+                    assert response.status_code == 202
+        finally:
+            for sock in slow:
+                sock.close()
+    assert len(store.list_jobs()) == 10
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_read_timeout() -> None:
+    store = InMemoryStore()
+    store.save_provider(microsoft_config())
+    handler = WebhookHandler(store=store, publisher=InMemoryPublisher())
+    # A cap of 8 descriptors (the listener and the wake-up pipe among them): the 6 slow
+    # clients fill it, and a real push is accepted once the read timeout has closed them.
+    limits = ServerLimits(threads=1, connection_limit=8, read_timeout=1, cleanup_interval=1)
+    with serve_production_in_thread(handler, limits=limits) as server:
+        slow = _slow_connections(server, 6)
+        try:
+            response = requests.post(f"{server.url}/webhooks/microsoft", data=_graph_push(1),
+                                     timeout=20, headers={"Content-Type": "application/json"})
+            assert response.status_code == 202
+            for sock in slow:
+                assert _closed_by_server(sock)
+        finally:
+            for sock in slow:
+                sock.close()
+    assert len(store.list_jobs()) == 1
+
+
+def test_production_server_refuses_a_body_over_the_limit_unread() -> None:
+    store = InMemoryStore()
+    handler = WebhookHandler(store=store, publisher=InMemoryPublisher(), max_body_bytes=1000)
+    with serve_production_in_thread(handler) as server:
+        response = requests.post(f"{server.url}/webhooks/microsoft", data=b"x" * 5000,
+                                 timeout=10)
+    assert response.status_code == 413
+
+
+# ------------------------------------------------------------------------------------------------
+# `mailparity --verbose` raises mailparity's loggers only
+
+#: Stands in for the browser and Google's token endpoint around the real installed-app flow
+#: (google-auth-oauthlib, requests-oauthlib, oauthlib), all on 127.0.0.1.
+_CONNECT_RUNNER = r'''
+import json, sys, threading, webbrowser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+import mailparity.cli as cli
+import mailparity.providers.gmail.connect as google_connect
+
+token, refresh, code = sys.argv[1:4]
+
+
+class TokenEndpoint(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"access_token": token, "refresh_token": refresh, "expires_in": 3599,
+                           "token_type": "Bearer",
+                           "scope": "https://www.googleapis.com/auth/gmail.modify"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+endpoint = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+google_connect.GOOGLE_TOKEN_URI = f"http://127.0.0.1:{endpoint.server_address[1]}/token"
+google_connect.profile_address = lambda access_token, ctx: "help@example.test"
+
+
+class Browser:
+    """Consents at once: follows the redirect with the authorization code."""
+
+    def open(self, url, new=0, autoraise=True):
+        query = parse_qs(urlsplit(url).query)
+        target = (f"{query['redirect_uri'][0]}?state={query['state'][0]}&code={code}"
+                  "&scope=https://www.googleapis.com/auth/gmail.modify")
+        threading.Thread(target=requests.get, args=(target,), kwargs={"timeout": 10}).start()
+        return True
+
+
+webbrowser.get = lambda using=None: Browser()
+sys.exit(cli.main(sys.argv[4:]))
+'''
+
+
+def _connect_google(tmp_path: Path, *options: str) -> tuple[int, str]:
+    runner = tmp_path / "connect_runner.py"
+    runner.write_text(_CONNECT_RUNNER)
+    env = {**os.environ, "OAUTHLIB_INSECURE_TRANSPORT": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(runner), OAUTH_ACCESS, OAUTH_REFRESH, OAUTH_CODE,
+         "--store", str(tmp_path / "store.sqlite3"), *options,
+         "connect", "google", "--client-id", "gclient.apps.googleusercontent.com",
+         "--client-secret", OAUTH_CLIENT_SECRET, "--id", "g"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+OAUTH_ACCESS = "ya29.access-token-never-logged-7f3a"
+OAUTH_REFRESH = "1//refresh-token-never-logged-9c2e"
+OAUTH_CODE = "4/auth-code-never-logged-1b8d"
+OAUTH_CLIENT_SECRET = "GOCSPX-client-secret-never-logged"
+OAUTH_SECRETS = (OAUTH_ACCESS, OAUTH_REFRESH, OAUTH_CODE, OAUTH_CLIENT_SECRET)
+
+
+def test_verbose_connect_does_not_log_the_oauth_library_tokens(tmp_path: Path) -> None:
+    code, output = _connect_google(tmp_path, "--verbose")
+    assert code == 0, output
+    assert "connected help@example.test as provider g" in output
+    for secret in OAUTH_SECRETS:
+        assert secret not in output
+
+
+def test_a_third_party_logger_is_shown_only_when_named(tmp_path: Path) -> None:
+    # The control: requests-oauthlib really logs the token at DEBUG, so the test above would
+    # see it if --verbose raised every logger.
+    code, output = _connect_google(tmp_path, "--debug-logger", "requests_oauthlib")
+    assert code == 0, output
+    assert OAUTH_ACCESS in output
+    assert "DEBUG requests_oauthlib" in output
+
+
+# ------------------------------------------------------------------------------------------------
+# The SQLite store is private to its owner
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_sqlite_store_files_are_created_owner_only(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "store.sqlite3"
+    previous = os.umask(umask)
+    try:
+        with SqliteStore(path) as store:
+            store.save_provider(microsoft_config())
+            modes = {
+                suffix: stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
+                for suffix in ("", "-wal", "-shm")
+            }
+    finally:
+        os.umask(previous)
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+# ------------------------------------------------------------------------------------------------
+# The built-in server's request log escapes control characters
+
+
+def test_request_log_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="mailparity.wsgi")
+    handler = WebhookHandler(store=InMemoryStore(), publisher=InMemoryPublisher())
+    attacks = (
+        b"GET /\x1b[2J\x1b[31mowned HTTP/1.0\r\n\r\n",
+        b"GET /a\rINFO mailparity.webhooks: forged line\x07 HTTP/1.0\r\n\r\n",
+        b"GET /\x9b31m\\x1b HTTP/1.0\r\n\r\n",
+    )
+    with serve_in_thread(handler) as server:
+        for line in attacks:
+            with socket.create_connection((server.host, server.port), timeout=10) as sock:
+                sock.sendall(line)
+                while sock.recv(4096):
+                    pass
+    logged = [r.getMessage() for r in caplog.records if r.name == "mailparity.wsgi"]
+    assert len(logged) >= len(attacks)  # a malformed request line adds an error line
+    for line in logged:
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", line)
+    text = "\n".join(logged)
+    assert r"/\x1b[2J\x1b[31mowned" in text
+    assert r"/a\x0dINFO mailparity.webhooks: forged line\x07" in text
+    assert r"\x9b31m\\x1b" in text  # a C1 control escaped, a literal backslash doubled
+
+
+# ------------------------------------------------------------------------------------------------
+# MIME: thousands of related parts beside a large HTML body cost one pass over the HTML
+
+HTML_BYTES = 1_000_000
+
+
+def _related_bomb(parts: int) -> bytes:
+    """multipart/related: 1 MB of HTML (referencing one part) and ``parts`` tiny image parts."""
+    html = "<html><body><img src=\"cid:part-0@x\">" + "<p>padding text</p>" * (
+        HTML_BYTES // 19) + "</body></html>"
+    lines = [
+        "From: a@example.org",
+        "To: b@example.org",
+        "Subject: related bomb",
+        "Message-ID: <bomb@example.org>",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/related; boundary="rel"',
+        "",
+        "--rel",
+        "Content-Type: text/html; charset=utf-8",
+        "",
+        html,
+    ]
+    for n in range(parts):
+        lines += ["--rel", "Content-Type: image/png", f"Content-ID: <part-{n}@x>",
+                  "Content-Transfer-Encoding: base64", "", "iVBORw0KGgo="]
+    lines += ["--rel--", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _html_calls(raw: bytes) -> tuple[int, EmailMessage]:
+    """How many str methods were called on a string at least half the HTML's size while
+    ``raw`` was normalized (lower(), find(), startswith(..., pos), ...). Turning the HTML into
+    text makes many such calls, one per tag; what matters is that their number does not depend
+    on the number of parts."""
+    scans = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal scans
+        if event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            if isinstance(owner, str) and len(owner) >= HTML_BYTES // 2:
+                scans += 1
+
+    sys.setprofile(profile)
+    try:
+        message = _parse(raw)
+    finally:
+        sys.setprofile(None)
+    return scans, message
+
+
+@pytest.mark.timeout(120)
+def test_related_parts_beside_large_html_cost_the_same_html_work_however_many() -> None:
+    few_calls, few = _html_calls(_related_bomb(40))
+    many_calls, many = _html_calls(_related_bomb(4000))
+    assert len(few.attachments) == 40
+    assert len(many.attachments) == 4000
+    # The work on the HTML does not grow with the number of parts (it did: one lower-casing of
+    # the whole HTML per part, 4,000 passes over 1 MB).
+    assert many_calls == few_calls
+    assert [a.is_inline for a in many.attachments[:2]] == [True, False]

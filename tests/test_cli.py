@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -897,24 +898,80 @@ def test_connect_google_without_expiry_or_refresh_token(
 
 
 def test_serve_wiring(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Any, str, int]] = []
-    monkeypatch.setattr("mailparity.wsgi.serve",
-                        lambda handler, host, port: calls.append((handler, host, port)))
+    from mailparity.webhooks import WebhookHandler
+    from mailparity.wsgi import ServerLimits
+
+    calls: list[tuple[Any, str, int, ServerLimits]] = []
+    monkeypatch.setattr("mailparity.wsgi.serve", lambda *a: pytest.fail("not the dev server"))
+
+    def production(handler: Any, host: str, port: int, *, limits: ServerLimits,
+                   ready: Callable[[str], None]) -> None:
+        ready(f"http://{host}:{port}")
+        calls.append((handler, host, port, limits))
+
+    monkeypatch.setattr("mailparity.wsgi.serve_production", production)
     code, _, err = run("serve", "--host", "10.1.2.3", "--port", "9000", "--google-audience",
                        "https://hooks.example.com/google", "--google-service-account",
                        "push@proj.iam.gserviceaccount.com")
     assert code == 0
-    assert "http://10.1.2.3:9000" in err
-    from mailparity.webhooks import WebhookHandler
-
-    ((handler, host, port),) = calls
+    assert "http://10.1.2.3:9000 (waitress: 8 threads" in err
+    ((handler, host, port, limits),) = calls
     assert isinstance(handler, WebhookHandler)
     assert (host, port) == ("10.1.2.3", 9000)
+    assert limits == ServerLimits()
+    assert (handler.max_body_bytes, handler.max_notification_items) == (1_000_000, 1000)
+
+
+def test_serve_limits_from_the_command_line(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailparity.wsgi import ServerLimits
+
+    calls: list[tuple[Any, ServerLimits]] = []
+    monkeypatch.setattr(
+        "mailparity.wsgi.serve_production",
+        lambda handler, host, port, *, limits, ready: calls.append((handler, limits)),
+    )
+    code, _, err = run("serve", "--threads", "3", "--connection-limit", "50", "--read-timeout",
+                       "7", "--max-body-bytes", "5000", "--max-notification-items", "20")
+    assert code == 0, err
+    ((handler, limits),) = calls
+    assert (limits.threads, limits.connection_limit, limits.read_timeout) == (3, 50, 7)
+    assert (handler.max_body_bytes, handler.max_notification_items) == (5000, 20)
+    assert_user_error(*run("serve", "--threads", "0"), contains="threads must be at least 1")
+
+
+def test_serve_dev_server_is_the_builtin_one(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr("mailparity.wsgi.serve_production",
+                        lambda *a, **k: pytest.fail("not the production server"))
+    monkeypatch.setattr("mailparity.wsgi.serve",
+                        lambda handler, host, port: calls.append((host, port)))
+    code, _, err = run("serve", "--dev-server")
+    assert code == 0
+    assert "tests and demos only" in err
+    assert calls == [("127.0.0.1", 8080)]
+
+
+def test_serve_without_waitress_says_what_to_install(
+    run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_waitress(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "waitress":
+            raise ImportError("No module named 'waitress'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_waitress)
+    assert_user_error(*run("serve"), contains="pip install 'mailparity[server]'")
 
 
 def test_serve_with_inconsistent_google_settings(run: Cli,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mailparity.wsgi.serve", lambda *a: pytest.fail("must not serve"))
+    monkeypatch.setattr("mailparity.wsgi.serve_production",
+                        lambda *a, **k: pytest.fail("must not serve"))
     assert_user_error(*run("serve", "--google-audience", "aud"), contains="ConfigurationError")
 
 

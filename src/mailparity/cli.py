@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -312,18 +312,42 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from . import wsgi
     from .webhooks import WebhookHandler
-    from .wsgi import serve
 
+    limits: dict[str, Any] = {
+        "threads": args.threads,
+        "connection_limit": args.connection_limit,
+        "read_timeout": args.read_timeout,
+    }
+    handler_limits: dict[str, Any] = {
+        "max_body_bytes": args.max_body_bytes,
+        "max_notification_items": args.max_notification_items,
+    }
     handler = WebhookHandler(
         store=_store(args),
         publisher=_publisher(args),
         secrets=_secrets(args),
         google_audience=args.google_audience,
         google_service_accounts=tuple(args.google_service_account or ()),
+        **{name: value for name, value in handler_limits.items() if value is not None},
     )
-    print(f"serving webhooks on http://{args.host}:{args.port}", file=sys.stderr)
-    serve(handler, args.host, args.port)
+    if args.dev_server:
+        print(f"serving webhooks on http://{args.host}:{args.port} with the built-in development"
+              " server (tests and demos only: no read timeout, one thread per connection)",
+              file=sys.stderr)
+        wsgi.serve(handler, args.host, args.port)
+        return 0
+    server_limits = wsgi.ServerLimits(
+        **{name: value for name, value in limits.items() if value is not None}
+    )
+
+    def ready(url: str) -> None:
+        print(f"serving webhooks on {url} (waitress: {server_limits.threads} threads,"
+              f" {server_limits.connection_limit} connections at most, idle connections closed"
+              f" after {server_limits.read_timeout} s)", file=sys.stderr)
+
+    wsgi.serve_production(handler, args.host, args.port, limits=server_limits, ready=ready)
     return 0
 
 
@@ -483,7 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-lines file the events are published to (default: %(default)s)",
     )
     parser.add_argument("--secrets", help="JSON file of tenant secrets {tenant: {name: value}}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show details and tracebacks")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show details and tracebacks, and mailparity's debug log (never other libraries')",
+    )
+    parser.add_argument(
+        "--debug-logger", action="append", default=[], metavar="NAME",
+        help="also show the debug log of the logger NAME (e.g. urllib3); may repeat. Other"
+             " libraries' debug logs can hold tokens and authorization codes",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     connect = sub.add_parser("connect", help="connect a mailbox and store its tokens")
@@ -520,6 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--google-audience")
     serve.add_argument("--google-service-account", action="append")
+    serve.add_argument("--threads", type=int, help="handler threads (default 8)")
+    serve.add_argument("--connection-limit", type=int,
+                       help="open connections at most (default 500)")
+    serve.add_argument("--read-timeout", type=int,
+                       help="seconds before an idle or half-sent connection is closed (default 30)")
+    serve.add_argument("--max-body-bytes", type=int,
+                       help="larger request bodies get 413 (default 1000000)")
+    serve.add_argument("--max-notification-items", type=int,
+                       help="Graph notifications with more items get 413 (default 1000)")
+    serve.add_argument("--dev-server", action="store_true",
+                       help="the built-in server instead of waitress: tests and demos only")
     serve.set_defaults(func=_cmd_serve)
     worker = sub.add_parser("worker", help="process jobs until stopped")
     worker.add_argument("--threads", type=int, default=4)
@@ -574,6 +617,36 @@ def _add_connect_hooks(csub: Any) -> None:
         parser.set_defaults(func=_cmd_connect_hook)
 
 
+def _configure_logging(verbose: bool, debug_loggers: Sequence[str]) -> Callable[[], None]:
+    """Log WARNING and above of everything to stderr; DEBUG of ``mailparity`` with ``verbose``
+    and of each named logger. Returns what undoes it (``main`` can be called in-process).
+
+    Only named loggers are raised, never the root: at DEBUG, the OAuth libraries log
+    authorization codes, access tokens and refresh tokens (requests-oauthlib logs the token
+    response), urllib3 logs URLs with their query strings."""
+    root = logging.getLogger()
+    added: logging.Handler | None = None
+    if not root.handlers:
+        added = logging.StreamHandler()
+        added.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(added)
+    raised = (["mailparity"] if verbose else []) + [name for name in debug_loggers if name]
+    previous = {name: logging.getLogger(name).level for name in raised}
+    previous_root = root.level
+    root.setLevel(logging.WARNING)
+    for name in raised:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)
+        root.setLevel(previous_root)
+        if added is not None:
+            root.removeHandler(added)
+
+    return restore
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -586,10 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configuration, unknown provider), 1 for failures (a provider, the store), 130 on Ctrl-C."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    restore_logging = _configure_logging(args.verbose, args.debug_logger)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -609,6 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         print(f"mailparity: error: {_one_line(message)}", file=sys.stderr)
         return code
+    finally:
+        restore_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover

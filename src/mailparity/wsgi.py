@@ -1,8 +1,16 @@
 """Serve a :class:`~mailparity.webhooks.WebhookHandler` over plain WSGI.
 
 :func:`make_wsgi_app` returns a WSGI application that any WSGI server (gunicorn, uWSGI, waitress,
-mod_wsgi) can run. :func:`serve` and :func:`serve_in_thread` run it on the standard library's
-``wsgiref`` with one thread per request, for small deployments, demos and tests.
+mod_wsgi) can run. Two servers are bundled:
+
+* :func:`serve_production` and :func:`serve_production_in_thread` (what ``mailparity serve``
+  runs): waitress, the server to deploy with. One event loop reads every connection and hands
+  complete requests to a fixed pool of threads, so idle and slow clients hold no thread; idle or
+  half-sent connections are closed after a read timeout and open connections are capped
+  (:class:`ServerLimits`). Needs the ``server`` extra (``pip install 'mailparity[server]'``).
+* :func:`serve` and :func:`serve_in_thread`: the standard library's ``wsgiref`` with one thread
+  per connection and no read timeout, for tests and demos only: a few hundred idle connections
+  exhaust it.
 
 The body is read from ``wsgi.input`` using ``CONTENT_LENGTH`` and never beyond the handler's
 ``max_body_bytes``: a larger declared body is refused with 413 without being read.
@@ -16,13 +24,25 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from .errors import ConfigurationError
 from .webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
-__all__ = ["WebhookServer", "make_wsgi_app", "serve", "serve_in_thread"]
+__all__ = [
+    "ProductionServer",
+    "ServerLimits",
+    "WebhookServer",
+    "escape_log_text",
+    "make_wsgi_app",
+    "serve",
+    "serve_in_thread",
+    "serve_production",
+    "serve_production_in_thread",
+]
 
 log = logging.getLogger("mailparity.wsgi")
 
@@ -154,6 +174,20 @@ def make_wsgi_app(
     return app
 
 
+#: Control characters as the standard library's ``http.server`` shows them in its log: C0, DEL
+#: and C1 as ``\xNN``, a backslash doubled. A request line is the client's text: written raw,
+#: it could move the terminal's cursor, recolour it, or forge whole log lines.
+_LOG_ESCAPES = str.maketrans({
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+    ord("\\"): "\\\\",
+})
+
+
+def escape_log_text(text: str) -> str:
+    """``text`` with control characters escaped as ``http.server`` escapes its log lines."""
+    return text.translate(_LOG_ESCAPES)
+
+
 class _RequestHandler(WSGIRequestHandler):
     # Buffer the response so that headers and body leave in one write, and disable Nagle as well:
     # written in pieces, each response would stall ~40 ms on the client's delayed ACK.
@@ -162,7 +196,7 @@ class _RequestHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line carries the query string (Graph's validationToken): log at debug only.
-        log.debug("%s - %s", self.address_string(), format % args)
+        log.debug("%s - %s", self.address_string(), escape_log_text(format % args))
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -260,3 +294,175 @@ def serve_in_thread(
     server = WebhookServer(wsgi_server, thread)
     thread.start()
     return server
+
+
+# --------------------------------------------------------------------------------------------
+# The production server (waitress)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """The limits of the production server (:func:`serve_production`); defaults in brackets.
+
+    Attributes:
+        threads: worker threads running the handler [8]. Reading requests never takes one: a
+            slow or idle client costs a socket, not a thread.
+        connection_limit: open connections at most [500]; beyond it new connections wait in the
+            listen backlog until one closes.
+        read_timeout: seconds a connection may stay idle (or half-sent) before it is closed [30].
+        cleanup_interval: how often (seconds) idle connections are looked for [5].
+        max_header_bytes: request line and headers together at most [65,536]; larger: 431.
+    """
+
+    threads: int = 8
+    connection_limit: int = 500
+    read_timeout: int = 30
+    cleanup_interval: int = 5
+    max_header_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "connection_limit", "read_timeout", "cleanup_interval",
+                     "max_header_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"ServerLimits.{name} must be at least 1")
+
+
+def _waitress_server(
+    handler: WebhookHandler,
+    host: str,
+    port: int,
+    *,
+    limits: ServerLimits,
+    socket_map: dict[Any, Any],
+    paths: dict[str, str],
+) -> Any:
+    try:
+        import waitress
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the production server needs waitress: pip install 'mailparity[server]'"
+        ) from exc
+    return waitress.create_server(
+        make_wsgi_app(handler, **paths),
+        map=socket_map,
+        host=host,
+        port=port,
+        threads=limits.threads,
+        connection_limit=limits.connection_limit,
+        channel_timeout=limits.read_timeout,
+        cleanup_interval=limits.cleanup_interval,
+        max_request_header_size=limits.max_header_bytes,
+        # The handler refuses larger bodies with 413 too; waitress then never buffers them.
+        max_request_body_size=max(handler.max_body_bytes, 1),
+        # poll(), not select(): select cannot watch descriptors above 1024.
+        asyncore_use_poll=True,
+        expose_tracebacks=False,
+        ident="mailparity",
+    )
+
+
+class ProductionServer:
+    """A running production server (waitress). ``url`` is its base URL; ``shutdown()`` stops it.
+
+    Made by :func:`serve_production_in_thread`; :func:`serve_production` runs one in the calling
+    thread."""
+
+    def __init__(self, server: Any, socket_map: dict[Any, Any]) -> None:
+        self._server = server
+        self._map = socket_map
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.host = str(server.effective_host)
+        self.port = int(server.effective_port)
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"ProductionServer(url={self.url!r})"
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`shutdown` (or Ctrl-C)."""
+        from waitress import wasyncore
+
+        try:
+            while not self._stop.is_set() and self._map:
+                wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+        finally:
+            # Everything is closed in the serving thread, which owns the sockets.
+            self._server.task_dispatcher.shutdown()
+            wasyncore.close_all(self._map)
+
+    def start(self) -> ProductionServer:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="mailparity-webhooks", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        """Stop serving, close every connection and join the serving thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> ProductionServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def serve_production_in_thread(
+    handler: WebhookHandler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    limits: ServerLimits | None = None,
+    microsoft_path: str = "/webhooks/microsoft",
+    google_path: str = "/webhooks/google",
+) -> ProductionServer:
+    """Start the production server in a daemon thread; ``port=0`` picks a free port.
+
+    Raises:
+        ConfigurationError: waitress is not installed (the ``server`` extra).
+    """
+    socket_map: dict[Any, Any] = {}
+    paths = {"microsoft_path": microsoft_path, "google_path": google_path}
+    server = _waitress_server(handler, host, port, limits=limits or ServerLimits(),
+                              socket_map=socket_map, paths=paths)
+    return ProductionServer(server, socket_map).start()
+
+
+def serve_production(
+    handler: WebhookHandler,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    limits: ServerLimits | None = None,
+    microsoft_path: str = "/webhooks/microsoft",
+    google_path: str = "/webhooks/google",
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``handler`` with waitress until interrupted: the server to deploy with.
+
+    Requests are read by one event loop and handed to ``limits.threads`` worker threads only
+    once complete, so idle and slow clients hold no thread; they are closed after
+    ``limits.read_timeout`` seconds, and at most ``limits.connection_limit`` connections are open
+    at once. ``ready`` is called with the server's URL once it listens.
+
+    Raises:
+        ConfigurationError: waitress is not installed (the ``server`` extra).
+    """
+    socket_map: dict[Any, Any] = {}
+    paths = {"microsoft_path": microsoft_path, "google_path": google_path}
+    server = ProductionServer(
+        _waitress_server(handler, host, port, limits=limits or ServerLimits(),
+                         socket_map=socket_map, paths=paths),
+        socket_map,
+    )
+    log.info("mailparity webhooks (waitress) listening on %s", server.url)
+    if ready is not None:
+        ready(server.url)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()

@@ -164,10 +164,29 @@ def _job_from_row(row: Sequence[Any]) -> Job:
     )
 
 
+def _create_private(path: str) -> None:
+    """Create the database file with mode 0600, whatever the umask, unless it exists.
+
+    The store holds refresh tokens, client secrets and clientState values. SQLite creates its
+    ``-wal`` and ``-shm`` files with the mode of the database file, so they are 0600 too. An
+    existing file keeps its mode: it is the owner's to choose. An empty file is a valid empty
+    database; a failure here is left for ``sqlite3.connect`` to report."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    try:
+        if hasattr(os, "fchmod"):  # POSIX; the umask may have removed owner bits
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SqliteStore:
     """A durable implementation of every protocol in ``mailparity.protocols`` on one SQLite file.
 
-    ``path``: the database file (created when missing), or ``":memory:"`` for a private, volatile
+    ``path``: the database file (created with mode 0600 when missing, and so its ``-wal`` and
+    ``-shm`` files), or ``":memory:"`` for a private, volatile
     database (one connection shared by the threads of this process). ``timeout``: how long (in
     seconds) a call waits for another connection's write lock before raising
     :class:`~mailparity.errors.StoreError`.
@@ -199,6 +218,8 @@ class SqliteStore:
         self._shared_lock: AbstractContextManager[Any] = (
             threading.RLock() if self._memory else nullcontext()
         )
+        if not self._memory:
+            _create_private(self._path)
         try:
             first = self._connect()
             if not self._memory:
