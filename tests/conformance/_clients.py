@@ -121,7 +121,7 @@ def gmail_service(gmail: FakeGmail, mailbox: str, *, ca_certs: str | None = None
     )
 
 
-def gmail_batch(service: Any, gmail: FakeGmail, callback: Any) -> Any:
+def gmail_batch(gmail: FakeGmail, callback: Any) -> Any:
     """googleapiclient's ``BatchHttpRequest`` sent to the fake's batch endpoint."""
     from googleapiclient.http import BatchHttpRequest
 

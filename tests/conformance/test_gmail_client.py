@@ -80,6 +80,11 @@ def test_profile(served: Any, users: Any) -> None:
     profile = _conforms("Profile", users.getProfile(userId="me").execute())
     assert profile["emailAddress"] == BOX
     assert int(profile["historyId"]) > 0
+    # The mailbox's own address works as userId too; another one is refused.
+    assert users.getProfile(userId=BOX).execute() == profile
+    with pytest.raises(HttpError) as info:
+        users.getProfile(userId="someone-else@example.test").execute()
+    assert info.value.status_code == 403
 
 
 def test_get_full_raw_metadata_and_minimal(served: Any, users: Any) -> None:
@@ -261,7 +266,7 @@ def test_batch_mixes_answers_per_part(served: Any, users: Any) -> None:
     def callback(request_id: str, response: Any, exception: Any) -> None:
         answers[request_id] = exception if exception is not None else response
 
-    batch = gmail_batch(service, gmail, callback)
+    batch = gmail_batch(gmail, callback)
     for message_id in ids:
         batch.add(service.users().messages().get(userId="me", id=message_id, format="full"),
                   request_id=message_id)
@@ -339,7 +344,7 @@ def test_batch_after_the_access_token_expired(served: Any) -> None:
         answers[request_id] = exception if exception is not None else response
 
     gmail.expire_tokens()
-    batch = gmail_batch(service, gmail, callback)
+    batch = gmail_batch(gmail, callback)
     for message_id in ids:
         batch.add(service.users().messages().get(userId="me", id=message_id, format="minimal"),
                   request_id=message_id)

@@ -161,6 +161,22 @@ def test_message_without_select_parses_every_default_property(served: Any) -> No
     assert message.parent_folder_id == graph.user(BOX).folder("inbox").id
 
 
+def test_users_key_syntax_for_a_upn_starting_with_dollar(served: Any) -> None:
+    """The library addresses such mailboxes as ``/users('$...')`` (Graph's documented form)."""
+    graph, _ = served
+    box = "$support@contoso.test"
+    graph.add_mailbox(box)
+    message_id = graph.deliver(box, _raw(to=[("Support", box)]))
+    token = graph.issue_tokens(box)["access_token"]
+
+    async def main() -> bytes:
+        client = graph_client(graph, token)
+        url = f"{graph.base_url}/users('{box}')/messages/{message_id}?$select=subject"
+        return await raw_get(client, url)
+
+    assert json.loads(asyncio.run(main()))["subject"] == "Grüße 1"
+
+
 def test_rest_id_without_the_immutable_prefer(served: Any) -> None:
     graph, _ = served
     message_id = graph.deliver(BOX, _raw())
