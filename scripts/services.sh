@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Test services for mailparity: a throwaway PostgreSQL and Redis on 127.0.0.1, on free ports, with
-# every file (data, sockets, logs, pids) under ./.services/ of the repository.
+# Test services for mailparity: a throwaway PostgreSQL, Redis and Dovecot (IMAP) on 127.0.0.1, on
+# free ports, with every file (data, sockets, logs, pids) under ./.services/ of the repository.
 #
 #   scripts/services.sh start          start them (or reuse the running ones); prints the exports
 #   scripts/services.sh stop           stop them
@@ -9,11 +9,15 @@
 #                                      started, exit with CMD's exit code
 #
 # Exported to CMD: MAILPARITY_TEST_POSTGRES_URL (postgresql+psycopg://...) and
-# MAILPARITY_TEST_REDIS_URL (redis://127.0.0.1:PORT/0). A variable already set in the environment
+# MAILPARITY_TEST_REDIS_URL (redis://127.0.0.1:PORT/0), and for Dovecot MAILPARITY_TEST_IMAP_HOST,
+# MAILPARITY_TEST_IMAP_PORT (cleartext and STARTTLS), MAILPARITY_TEST_IMAPS_PORT (implicit TLS),
+# MAILPARITY_TEST_IMAP_PASSWORD (every user name signs in with it; each test uses its own users,
+# hence its own empty mailboxes), MAILPARITY_TEST_IMAP_CA (the self-signed certificate) and
+# MAILPARITY_TEST_IMAP_MAILDIR (%u: the user). A variable already set in the environment
 # is kept and its service is not started (CI may provide its own servers).
 #
 # Missing servers are installed from Debian packages (apt-get update once, then apt-get install -y
-# postgresql redis-server) when running as root with apt-get; otherwise the service is skipped
+# postgresql redis-server dovecot-imapd) when running as root with apt-get; otherwise the service is skipped
 # with a message and the tests that need it skip. With CI=true a service that cannot be started
 # is an error (exit 1): CI must not pass by skipping.
 #
@@ -31,6 +35,11 @@ if [ "$(id -u)" = 0 ] && [ -z "${MAILPARITY_SERVICES_DIR:-}" ]; then
   pg_dir="/tmp/mailparity-pg-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
 fi
 redis_dir="$base/redis"
+imap_dir="$base/dovecot"
+if [ "$(id -u)" = 0 ] && [ -z "${MAILPARITY_SERVICES_DIR:-}" ]; then
+  # Dovecot's mail processes run as an unprivileged user too: same reasoning as PostgreSQL.
+  imap_dir="/tmp/mailparity-dovecot-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
+fi
 state="$base/state.env"
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -100,6 +109,9 @@ ensure_installed() {
   fi
   if [ -z "${MAILPARITY_TEST_REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
     missing+=(redis-server)
+  fi
+  if [ -z "${MAILPARITY_TEST_IMAP_PORT:-}" ] && ! dovecot_bin >/dev/null; then
+    missing+=(dovecot-imapd)
   fi
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}" || true
@@ -243,10 +255,160 @@ redis_stop() {
   log "Redis stopped"
 }
 
+# ------------------------------------------------------------------------------ Dovecot (IMAP)
+
+dovecot_bin() {
+  local bin
+  for bin in "$(command -v dovecot 2>/dev/null || true)" /usr/sbin/dovecot; do
+    if [ -n "$bin" ] && [ -x "$bin" ]; then
+      echo "$bin"
+      return 0
+    fi
+  done
+  return 1
+}
+
+imap_password() {
+  # One random password per started server (every user signs in with it).
+  [ -f "$imap_dir/password" ] || (umask 077 && head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$imap_dir/password")
+  cat "$imap_dir/password"
+}
+
+imap_running() {
+  [ -f "$imap_dir/port" ] && [ -f "$imap_dir/run/master.pid" ] || return 1
+  kill -0 "$(cat "$imap_dir/run/master.pid")" 2>/dev/null || return 1
+  (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$imap_dir/port")") 2>/dev/null
+}
+
+imap_start() {
+  local bin port sport user group uid gid
+  bin="$(dovecot_bin)" || { log "Dovecot is not installed"; return 1; }
+  if imap_running; then
+    return 0
+  fi
+  command -v openssl >/dev/null 2>&1 || { log "openssl is needed for Dovecot's certificate"; return 1; }
+  if [ "$(id -u)" = 0 ]; then
+    user="$(id dovecot >/dev/null 2>&1 && echo dovecot || pg_user)" || {
+      log "cannot find or create an unprivileged user for Dovecot"
+      return 1
+    }
+    login_user="$(id dovenull >/dev/null 2>&1 && echo dovenull || echo "$user")"
+  else
+    user="$(id -un)"
+    login_user="$user"
+  fi
+  uid="$(id -u "$user")"
+  gid="$(id -g "$user")"
+  group="$(id -gn "$user")"
+  rm -rf "$imap_dir"
+  mkdir -p "$imap_dir/run" "$imap_dir/state" "$imap_dir/mail"
+  if ! openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$imap_dir/key.pem" -out "$imap_dir/cert.pem" >"$imap_dir/openssl.log" 2>&1; then
+    log "could not make Dovecot's certificate (see $imap_dir/openssl.log)"
+    return 1
+  fi
+  port="$(free_port)"
+  sport="$(free_port)"
+  while [ "$sport" = "$port" ]; do sport="$(free_port)"; done
+  # Throwaway: any user name signs in with the one password (each test gets fresh mailboxes);
+  # cleartext sign-in is allowed because it only listens on 127.0.0.1.
+  cat >"$imap_dir/dovecot.conf" <<CONF
+instance_name = mailparity-test-$port
+base_dir = $imap_dir/run
+state_dir = $imap_dir/state
+log_path = $imap_dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <$imap_dir/cert.pem
+ssl_key = <$imap_dir/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = $user
+default_internal_group = $group
+default_login_user = $login_user
+first_valid_uid = $uid
+last_valid_uid = $uid
+first_valid_gid = $gid
+last_valid_gid = $gid
+mail_location = maildir:$imap_dir/mail/%u
+mail_max_userip_connections = 200
+# New mail is noticed by inotify; where that is unavailable, check every second while IDLE.
+mailbox_idle_check_interval = 1 secs
+passdb {
+  driver = static
+  args = password=$(imap_password)
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$imap_dir/mail/%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $sport
+    ssl = yes
+  }
+}
+service anvil {
+  chroot =
+}
+service stats {
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+protocol imap {
+  mail_max_userip_connections = 200
+}
+CONF
+  chmod 644 "$imap_dir/cert.pem" "$imap_dir/dovecot.conf"
+  if [ "$(id -u)" = 0 ]; then
+    chown -R "$user:$group" "$imap_dir/mail"
+    chmod 755 "$imap_dir"
+  fi
+  if ! "$bin" -c "$imap_dir/dovecot.conf" >"$imap_dir/start.log" 2>&1; then
+    log "Dovecot did not start (see $imap_dir/start.log and $imap_dir/dovecot.log)"
+    return 1
+  fi
+  echo "$port" >"$imap_dir/port"
+  echo "$sport" >"$imap_dir/sport"
+  for _ in $(seq 1 100); do
+    if imap_running; then
+      log "Dovecot $("$bin" --version | awk '{print $1}') on 127.0.0.1:$port (IMAPS $sport)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "Dovecot did not answer (see $imap_dir/dovecot.log)"
+  return 1
+}
+
+imap_stop() {
+  [ -f "$imap_dir/run/master.pid" ] || return 0
+  local pid
+  pid="$(cat "$imap_dir/run/master.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  rm -f "$imap_dir/port" "$imap_dir/sport"
+  log "Dovecot stopped"
+}
+
 # ------------------------------------------------------------------------------ commands
 
 started_pg=0
 started_redis=0
+started_imap=0
 failed=0
 
 do_start() {
@@ -276,11 +438,36 @@ do_start() {
       export MAILPARITY_TEST_REDIS_URL="redis://127.0.0.1:$(cat "$redis_dir/port")/0"
     fi
   fi
+  if [ -z "${MAILPARITY_TEST_IMAP_PORT:-}" ]; then
+    if imap_running; then
+      :
+    elif imap_start; then
+      started_imap=1
+    else
+      failed=1
+    fi
+    if imap_running; then
+      export MAILPARITY_TEST_IMAP_HOST=127.0.0.1
+      export MAILPARITY_TEST_IMAP_PORT="$(cat "$imap_dir/port")"
+      export MAILPARITY_TEST_IMAPS_PORT="$(cat "$imap_dir/sport")"
+      export MAILPARITY_TEST_IMAP_PASSWORD="$(imap_password)"
+      export MAILPARITY_TEST_IMAP_CA="$imap_dir/cert.pem"
+      export MAILPARITY_TEST_IMAP_MAILDIR="$imap_dir/mail/%u"
+    fi
+  fi
   {
     [ -n "${MAILPARITY_TEST_POSTGRES_URL:-}" ] \
       && echo "export MAILPARITY_TEST_POSTGRES_URL=${MAILPARITY_TEST_POSTGRES_URL}"
     [ -n "${MAILPARITY_TEST_REDIS_URL:-}" ] \
       && echo "export MAILPARITY_TEST_REDIS_URL=${MAILPARITY_TEST_REDIS_URL}"
+    if [ -n "${MAILPARITY_TEST_IMAP_PORT:-}" ]; then
+      local name
+      for name in HOST PORT PASSWORD CA MAILDIR; do
+        eval "[ -n \"\${MAILPARITY_TEST_IMAP_$name:-}\" ] && echo \"export MAILPARITY_TEST_IMAP_$name=\${MAILPARITY_TEST_IMAP_$name}\""
+      done
+      [ -n "${MAILPARITY_TEST_IMAPS_PORT:-}" ] \
+        && echo "export MAILPARITY_TEST_IMAPS_PORT=${MAILPARITY_TEST_IMAPS_PORT}"
+    fi
     true
   } >"$state"
   if [ "$failed" = 1 ]; then
@@ -296,6 +483,7 @@ do_start() {
 do_stop() {
   pg_stop
   redis_stop
+  imap_stop
   rm -f "$state"
 }
 
@@ -336,7 +524,10 @@ case "$cmd" in
       # Stop only what this call started: services someone else started keep running.
       if [ "$started_pg" = 1 ]; then with_lock pg_stop; fi
       if [ "$started_redis" = 1 ]; then with_lock redis_stop; fi
-      if [ "$started_pg" = 1 ] || [ "$started_redis" = 1 ]; then rm -f "$state"; fi
+      if [ "$started_imap" = 1 ]; then with_lock imap_stop; fi
+      if [ "$started_pg" = 1 ] || [ "$started_redis" = 1 ] || [ "$started_imap" = 1 ]; then
+        rm -f "$state"
+      fi
     }
     if ! with_lock do_start; then
       stop_ours

@@ -46,6 +46,7 @@ __all__ = [
 BUILTIN: Mapping[str, str] = {
     "microsoft": "mailparity.providers.graph",
     "google": "mailparity.providers.gmail",
+    "imap": "mailparity.providers.imap",
 }
 
 _lock = threading.RLock()

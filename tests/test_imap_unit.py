@@ -1,0 +1,129 @@
+"""The IMAP provider without a server: config rules, ids, the missing extra, the CLI hook,
+the registry line. (Against a real server: ``test_imap_dovecot.py``.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from imap_support import Dovecot, dovecot
+from mailparity.cli import main
+from mailparity.errors import ConfigurationError, NotFoundError
+from mailparity.models import provider_config_from_dict, provider_config_to_storage
+from mailparity.providers import get_spec
+from mailparity.providers.imap.adapter import ImapAdapter, format_message_id, parse_message_id
+from mailparity.providers.imap.client import ConnectionLimiter
+from mailparity.providers.imap.config import ImapProviderConfig
+from mailparity.providers.imap.listener import ImapListener
+from mailparity.stores.memory import InMemoryStore
+from mailparity.stores.sqlite import SqliteStore
+
+__all__ = ["dovecot"]
+
+
+def config(**changes: object) -> ImapProviderConfig:
+    fields: dict[str, object] = {"provider_id": "i1", "tenant": "t", "mailbox": "a@example.com",
+                                 "host": "imap.example.com", "password": SecretStr("pw-secret")}
+    fields.update(changes)
+    return ImapProviderConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_registered_with_its_cursor_listener_and_connect_hook() -> None:
+    spec = get_spec("imap")
+    assert spec.config_model is ImapProviderConfig
+    assert spec.adapter_class() is ImapAdapter
+    assert spec.listener_class() is ImapListener
+    assert spec.cursor_field == "imap_cursor"
+    assert spec.renewal is None
+    assert spec.push is None
+
+
+def test_config_defaults_and_secret_masking() -> None:
+    value = config()
+    assert value.effective_port == 993
+    assert value.verify_certificate
+    assert value.login_name == "a@example.com"
+    assert config(security="starttls").effective_port == 143
+    assert "pw-secret" not in repr(value)
+    assert "pw-secret" not in value.model_dump_json()
+    stored = provider_config_to_storage(value)
+    assert provider_config_from_dict(stored) == value
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"security": "none"}, "loopback"),
+        ({"processed_strategy": "move"}, "processed_folder"),
+        ({"auth_method": "xoauth2"}, "oauth_issuer"),
+    ],
+)
+def test_config_rejects_unsafe_or_incomplete_settings(changes: dict[str, object],
+                                                      message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        config(**changes)
+
+
+def test_cleartext_is_allowed_to_loopback_only() -> None:
+    assert config(security="none", host="127.0.0.1").effective_port == 143
+    assert config(security="none", host="localhost").security == "none"
+    assert config(security="none", host="::1").security == "none"
+
+
+def test_message_ids() -> None:
+    assert format_message_id(17, 4) == "17-4"
+    assert parse_message_id("17-4") == (17, 4)
+    for bad in ("", "17", "a-4", "17-", "../17-4"):
+        with pytest.raises(NotFoundError):
+            parse_message_id(bad)
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "imapclient", None)
+    with pytest.raises(ConfigurationError, match=r"mailparity\[imap\]"):
+        ImapAdapter(config(), store=InMemoryStore())
+
+
+def test_limiter_bounds_connections_per_server() -> None:
+    limiter = ConnectionLimiter(2)
+    assert limiter.try_acquire("h:993")
+    assert limiter.try_acquire("h:993")
+    assert not limiter.try_acquire("h:993")
+    assert limiter.try_acquire("other:993")
+    assert not limiter.acquire("h:993", timeout=0)
+    limiter.release("h:993")
+    assert limiter.acquire("h:993", timeout=0)
+    assert limiter.in_use("h:993") == 2
+
+
+def test_no_webhook_subscription(dovecot: Dovecot) -> None:
+    adapter = ImapAdapter(dovecot.config(), store=InMemoryStore())
+    with pytest.raises(ConfigurationError, match="mailparity listen"):
+        adapter.register_webhook_subscription()
+    assert adapter.process_webhook_notification({"anything": 1}) == []
+
+
+def test_cli_connect_imap_tests_then_saves(dovecot: Dovecot, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "s.sqlite3")
+    mailbox = dovecot.config().mailbox
+    base = ["--store", db, "connect", "imap", "--host", dovecot.host, "--port",
+            str(dovecot.port), "--security", "none", "--mailbox", mailbox,
+            "--password-env", "TEST_IMAP_PW", "--processed-strategy", "seen"]
+    monkeypatch.setenv("TEST_IMAP_PW", "wrong")
+    assert main(base) == 2
+    assert "imap_login_failed" in capsys.readouterr().err
+    assert SqliteStore(db).list_providers() == []
+    monkeypatch.setenv("TEST_IMAP_PW", dovecot.password)
+    assert main(base) == 0
+    assert f"connected {mailbox}" in capsys.readouterr().out
+    [saved] = SqliteStore(db).list_providers()
+    assert isinstance(saved, ImapProviderConfig)
+    assert saved.processed_strategy == "seen"
+    assert saved.password is not None
+    assert saved.password.get_secret_value() == dovecot.password
+    assert main(["--store", db, "test", saved.provider_id]) == 0
