@@ -1,13 +1,17 @@
 """The "never lose, never duplicate" scenario, end to end under faults.
 
-1,200 inbound messages over 24 mailboxes (12 Microsoft Graph, 12 Gmail), served by the stateful
-provider fakes (Gmail over real HTTP on 127.0.0.1, Graph through a ``responses`` mock because MSAL
-insists on an https authority) and read by the REAL adapters; pushes go through the
-real WebhookHandler (Graph notification POSTs, Pub/Sub pushes with OIDC tokens); jobs run on the
+1,200 inbound messages over 28 mailboxes (12 Microsoft Graph, 12 Gmail, 4 IMAP), served by the
+stateful provider fakes (Gmail over real HTTP on 127.0.0.1, Graph through a ``responses`` mock
+because MSAL insists on an https authority) and by a real Dovecot (IMAP, ``scripts/services.sh``;
+without it the IMAP mailboxes are left out, except under ``CI=true`` where that fails), and read by
+the REAL adapters; pushes go through the real WebhookHandler (Graph notification POSTs, Pub/Sub
+pushes with OIDC tokens) and, for IMAP, the listener's job for an IDLE ``EXISTS``; jobs run on the
 real Processor; Maintenance sweeps and catches up; state lives in one SqliteStore file; events
 go to one JSONL file. Faults, all drawn from one seed (``MAILPARITY_FAULT_SEED``, default 1234):
 
-* notifications dropped, duplicated and reordered (Graph items and Pub/Sub pushes alike);
+* notifications dropped, duplicated and reordered (Graph items, Pub/Sub pushes and IMAP IDLE
+  pushes alike);
+* IMAP connections cut in the middle of a message body (a proxy between adapter and server);
 * 429 bursts with Retry-After and 5xx errors from both APIs;
 * every access token expiring mid-run (401, then refresh);
 * a Graph subscription removed (lifecycle ``subscriptionRemoved``; mail arrives unnotified);
@@ -30,6 +34,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -42,6 +47,7 @@ import responses
 
 from conftest import FakeClock
 from fault_support import next_wake
+from imap_support import APPENDUID, CuttingProxy, Dovecot, dovecot_or_none
 from mailparity.maintenance import Maintenance
 from mailparity.models import (
     GmailProviderConfig,
@@ -50,6 +56,9 @@ from mailparity.models import (
     event_id_for,
 )
 from mailparity.processing import Processor
+from mailparity.providers.imap.adapter import format_message_id
+from mailparity.providers.imap.config import ImapProviderConfig
+from mailparity.providers.imap.listener import ImapListener
 from mailparity.publishers import JsonlFilePublisher
 from mailparity.stores.sqlite import SqliteStore
 from mailparity.testing.builder import build_message
@@ -70,6 +79,8 @@ HERE = Path(__file__).resolve().parent
 MESSAGES = 1200
 GRAPH_MAILBOXES = 12
 GMAIL_MAILBOXES = 12
+IMAP_MAILBOXES = 4
+IMAP_CUTS = 6
 ROUNDS = 12
 DROP_RATE = 0.08
 DUPLICATE_RATE = 0.12
@@ -144,6 +155,12 @@ class Scenario:
     maintenance: Maintenance
     graph_pids: dict[str, str] = field(default_factory=dict)  # mailbox -> provider id
     gmail_pids: dict[str, str] = field(default_factory=dict)
+    imap_pids: dict[str, str] = field(default_factory=dict)
+    imap_configs: dict[str, ImapProviderConfig] = field(default_factory=dict)
+    imap_clients: dict[str, Any] = field(default_factory=dict)  # mailbox -> delivering client
+    imap_pending: list[str] = field(default_factory=list)  # provider ids with an IDLE EXISTS
+    imap_listener: ImapListener | None = None
+    imap_proxy: CuttingProxy | None = None
     expected: dict[tuple[str, str], str] = field(default_factory=dict)
     graph_pending: list[dict[str, Any]] = field(default_factory=list)
     gmail_pending: list[tuple[str, int]] = field(default_factory=list)
@@ -167,7 +184,15 @@ class Scenario:
             message_id=f"<fault-{self.seed}-{n}@example.net>",
             date=self.clock(),
         )
-        if mailbox in self.graph_pids:
+        if mailbox in self.imap_pids:
+            answer = self.imap_clients[mailbox].append("INBOX", raw)
+            match = APPENDUID.search(answer)
+            assert match is not None, answer
+            message_id = format_message_id(int(match.group(1)), int(match.group(2)))
+            self.expected[(self.imap_pids[mailbox], message_id)] = mailbox
+            # What the listener's IDLE connection reports for it: a catch-up job.
+            self.imap_pending.append(self.imap_pids[mailbox])
+        elif mailbox in self.graph_pids:
             message_id = self.graph.deliver(mailbox, raw, received_at=self.clock())
             self.expected[(self.graph_pids[mailbox], message_id)] = mailbox
             # What Graph would POST for it (nothing when the subscription is gone).
@@ -206,6 +231,13 @@ class Scenario:
         for mailbox, history_id in pushes:
             request = gmail_push_request(self.gmail, mailbox, history_id=history_id)
             self._answer_ok(self.handler.handle_google(request).status)
+        idle = [pid for pid in self.imap_pending if rng.random() >= DROP_RATE]
+        idle += [pid for pid in idle if rng.random() < DUPLICATE_RATE]
+        rng.shuffle(idle)
+        self.imap_pending = []
+        for pid in idle:
+            assert self.imap_listener is not None
+            self.imap_listener.enqueue_sync(pid, "imap idle")
 
     # ------------------------------------------------------------------ running the queue
 
@@ -278,13 +310,33 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
             mailbox = f"help{i:02d}@example.test"
             gconfig = connect_google(store, gmail, mailbox, session=session)
             run.gmail_pids[mailbox] = gconfig.provider_id
+        dovecot = dovecot_or_none()
+        if dovecot is not None:
+            connect_imap(run, dovecot)
         yield run
     finally:
+        for client in run.imap_clients.values():
+            client.logout()
+        if run.imap_proxy is not None:
+            run.imap_proxy.close()
         mock.stop()
         mock.reset()
         server.close()
         store.close()
         session.close()
+
+
+def connect_imap(run: Scenario, dovecot: Dovecot) -> None:
+    """The IMAP mailboxes: each a fresh Dovecot user, read by the adapters through a proxy that
+    cuts ``IMAP_CUTS`` connections in the middle of a message body."""
+    run.imap_proxy = CuttingProxy(dovecot.host, dovecot.port, cuts=IMAP_CUTS)
+    run.imap_listener = ImapListener(run.store, stop_event=threading.Event(), clock=run.clock)
+    for i in range(IMAP_MAILBOXES):
+        config = dovecot.config(provider_id=f"imap-{i:02d}", port=run.imap_proxy.port)
+        run.store.save_provider(config)
+        run.imap_pids[config.mailbox] = config.provider_id
+        run.imap_configs[config.mailbox] = config
+        run.imap_clients[config.mailbox] = dovecot.client(config)
 
 
 def kill_a_worker_mid_job(run: Scenario) -> str:
@@ -353,7 +405,8 @@ def test_never_lose_never_duplicate_under_faults(scenario: Scenario) -> None:
     rng = run.rng
     graph_boxes = sorted(run.graph_pids)
     gmail_boxes = sorted(run.gmail_pids)
-    mailboxes = graph_boxes + gmail_boxes
+    imap_boxes = sorted(run.imap_pids)
+    mailboxes = graph_boxes + gmail_boxes + imap_boxes
     per_round = MESSAGES // ROUNDS
 
     # The host's first maintenance pass: every mailbox gets its catch-up baseline (Graph's delta
@@ -467,6 +520,9 @@ def test_never_lose_never_duplicate_under_faults(scenario: Scenario) -> None:
     assert expired.history_id is not None
     assert expired.history_id >= run.gmail.mailbox(expired_box).history_id - 7
     assert run.handler_rejections == 0
+    if run.imap_proxy is not None:  # the IMAP mailboxes took part, and their faults happened
+        assert run.imap_proxy.cut_done == IMAP_CUTS
+        assert sum(1 for pid, _ in run.expected if pid in run.imap_pids.values()) > 0
     # Nothing left behind: no pending, running or buried job.
     assert run.store.count_jobs(status="pending") == 0
     assert run.store.count_jobs(status="running") == 0

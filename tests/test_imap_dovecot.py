@@ -347,3 +347,22 @@ def test_size_limit_delivers_the_headers_only(dovecot: Dovecot) -> None:
     assert any("max_message_bytes" in d for d in by_subject["big"].defects)
     assert by_subject["small"].body.text.strip() == "hello"
     assert by_subject["small"].defects == []
+
+
+def test_mailboxes_beyond_the_connection_bound_are_polled(
+    dovecot: Dovecot, running: list[Running]
+) -> None:
+    store, publisher = InMemoryStore(), InMemoryPublisher()
+    first, second = dovecot.config(provider_id="a-first"), dovecot.config(provider_id="b-second")
+    baseline(store, first)
+    baseline(store, second)
+    limiter = ConnectionLimiter(1)
+    run = Running(store, publisher, limiter=limiter, poll_interval=0.1)
+    running.append(run)
+    assert wait_for(lambda: len(run.listener.watching()) == 2)
+    dovecot.deliver(first, make_mail("to first"))
+    dovecot.deliver(second, make_mail("to second"))
+    # One mailbox holds the server's only listener connection; the other is polled: both arrive.
+    assert wait_for(lambda: len(inbound(publisher)) >= 2)
+    assert subjects(publisher) == Counter({"to first": 1, "to second": 1})
+    assert limiter.in_use(first.server_key()) <= 1

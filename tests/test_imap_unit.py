@@ -127,3 +127,53 @@ def test_cli_connect_imap_tests_then_saves(dovecot: Dovecot, tmp_path: Path,
     assert saved.password is not None
     assert saved.password.get_secret_value() == dovecot.password
     assert main(["--store", db, "test", saved.provider_id]) == 0
+
+
+class RecordingClient:
+    """Just enough of an IMAPClient to sign in and select a folder."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.normalise_times = True
+
+    def oauth2_login(self, user: str, token: str) -> None:
+        self.calls.append(("oauth2_login", user, token))
+
+    def login(self, user: str, password: str) -> None:
+        self.calls.append(("login", user))
+
+    def select_folder(self, folder: str, readonly: bool = False) -> dict[bytes, int]:
+        self.calls.append(("select", folder))
+        return {b"UIDVALIDITY": 7, b"UIDNEXT": 1}
+
+    def logout(self) -> None:
+        self.calls.append(("logout",))
+
+
+def test_xoauth2_signs_in_with_the_stored_access_token() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from mailparity.models import OAuthTokens
+
+    store = InMemoryStore()
+    value = config(auth_method="xoauth2", oauth_issuer="microsoft", password=None)
+    store.save_provider(value)
+    store.save_tokens(value.provider_id, OAuthTokens(
+        access_token=SecretStr("access-1"), refresh_token=SecretStr("refresh-1"),
+        expires_at=datetime.now(timezone.utc) + timedelta(hours=1),
+    ))
+    client = RecordingClient()
+    adapter = ImapAdapter(value, store=store, client_factory=lambda cfg: client)
+    assert adapter.test_connection().success
+    assert client.calls[0] == ("oauth2_login", "a@example.com", "access-1")
+    assert client.normalise_times is False
+
+
+def test_password_connection_without_a_password_is_a_configuration_error() -> None:
+    client = RecordingClient()
+    adapter = ImapAdapter(config(password=None), store=InMemoryStore(),
+                          client_factory=lambda cfg: client)
+    result = adapter.test_connection()
+    assert not result.success
+    assert "no IMAP password" in (result.error or "")
+    assert not [call for call in client.calls if call[0] in ("login", "oauth2_login")]

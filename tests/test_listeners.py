@@ -100,7 +100,11 @@ def test_listener_group_runs_every_listener_and_stops_them(hook_provider: Provid
     assert [job.unique_key for job in store.list_jobs(status="pending")] == ["sync:h1"]
 
 
-def test_listener_group_is_empty_without_listeners() -> None:
+def test_listener_group_is_empty_without_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailparity.listeners as listeners
+
+    without = [spec for spec in providers.specs() if spec.listener is None]
+    monkeypatch.setattr(listeners, "specs", lambda: without)
     assert not ListenerGroup(InMemoryStore())
 
 

@@ -886,7 +886,7 @@ def test_build_rejects_unknown_provider() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
-        _build(provider="imap")
+        _build(provider="pop3")
 
 
 def test_message_from_mime_end_to_end() -> None:
