@@ -240,10 +240,10 @@ redis_start() {
   return 1
 }
 
-redis_stop() {
-  [ -f "$redis_dir/redis.pid" ] || return 0
+stop_pid_file() {
+  # stop_pid_file FILE: end the process whose pid FILE holds, waiting up to 5 s for it.
   local pid
-  pid="$(cat "$redis_dir/redis.pid")"
+  pid="$(cat "$1")"
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
@@ -251,6 +251,11 @@ redis_stop() {
       sleep 0.1
     done
   fi
+}
+
+redis_stop() {
+  [ -f "$redis_dir/redis.pid" ] || return 0
+  stop_pid_file "$redis_dir/redis.pid"
   rm -f "$redis_dir/redis.pid" "$redis_dir/port"
   log "Redis stopped"
 }
@@ -391,15 +396,7 @@ CONF
 
 imap_stop() {
   [ -f "$imap_dir/run/master.pid" ] || return 0
-  local pid
-  pid="$(cat "$imap_dir/run/master.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
+  stop_pid_file "$imap_dir/run/master.pid"
   rm -f "$imap_dir/port" "$imap_dir/sport"
   log "Dovecot stopped"
 }
