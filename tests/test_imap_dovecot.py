@@ -227,6 +227,23 @@ def test_wrong_password_is_one_auth_failed_event_and_no_retry_loop(
     assert "not the password" not in failures[0].model_dump_json()
     assert inbound(publisher) == []
 
+    # Reconnected (as `mailparity connect imap` does): listening resumes at once, and the job
+    # parked while consent was missing does not hold back the new connection's pushes.
+    store.update_provider(config.provider_id, {
+        "password": SecretStr(dovecot.password), "needs_consent": False, "auth_error_code": None,
+    })
+    assert wait_for(lambda: _cursor(store, config) is not None)  # the first sync: a baseline
+    dovecot.deliver(config, make_mail("after reconnect"))
+    assert wait_for(lambda: len(inbound(publisher)) >= 1)
+    assert subjects(publisher) == Counter({"after reconnect": 1})
+    assert len([e for e in publisher.events if isinstance(e, EmailProviderAuthFailed)]) == 1
+
+
+def _cursor(store: InMemoryStore, config: ImapProviderConfig) -> Any:
+    stored = store.get_provider(config.provider_id)
+    assert isinstance(stored, ImapProviderConfig)
+    return stored.imap_cursor
+
 
 def flags_of(dovecot: Dovecot, config: ImapProviderConfig, folder: str) -> list[tuple[bytes, ...]]:
     client = dovecot.client(config)

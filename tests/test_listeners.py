@@ -101,7 +101,7 @@ def test_listener_group_runs_every_listener_and_stops_them(hook_provider: Provid
 
 
 def test_listener_group_is_empty_without_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mailparity.listeners as listeners
+    from mailparity import listeners
 
     without = [spec for spec in providers.specs() if spec.listener is None]
     monkeypatch.setattr(listeners, "specs", lambda: without)

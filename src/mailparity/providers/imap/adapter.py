@@ -121,9 +121,12 @@ class ImapAdapter(EmailProviderAdapter[ImapProviderConfig]):
 
     def __del__(self) -> None:
         # A replaced adapter (the Processor rebuilds one when the stored config changed) must
-        # give its connection slot back.
-        with contextlib.suppress(Exception):
-            self.close()
+        # give its connection slot back; no LOGOUT round trip from a garbage collection.
+        client, self._client = getattr(self, "_client", None), None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            self.limiter.release(self.config.server_key())
 
     def _with_client(
         self, action: str, call: Callable[[Any], T], *, folder: str | None = None,

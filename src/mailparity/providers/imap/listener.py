@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,7 @@ class ImapListener:
         self.limiter = limiter or imap.LIMITER
         self.client_factory = client_factory
         self._watchers: dict[str, _Watcher] = {}
+        self._lock = threading.Lock()  # refresh() may be called from another thread too
         #: provider id -> the connection fingerprint whose sign-in was refused.
         self._refused: dict[str, tuple[Any, ...]] = {}
 
@@ -122,10 +124,15 @@ class ImapListener:
 
     def watching(self) -> list[str]:
         """The provider ids with a live IDLE watcher."""
-        return [pid for pid, watcher in self._watchers.items() if watcher.is_alive()]
+        with self._lock:
+            return [pid for pid, watcher in self._watchers.items() if watcher.is_alive()]
 
     def refresh(self) -> None:
         """Start, restart and stop watchers to match the stored mailboxes."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         wanted = self.mailboxes()
         for pid, watcher in list(self._watchers.items()):
             config = wanted.get(pid)
@@ -152,23 +159,28 @@ class ImapListener:
                     log.exception("IMAP listener: reading the mailboxes failed")
                 self.stop_event.wait(self.refresh_interval)
         finally:
-            for watcher in self._watchers.values():
+            with self._lock:
+                watchers = list(self._watchers.values())
+                self._watchers.clear()
+            for watcher in watchers:
                 watcher.stop()
-            for watcher in self._watchers.values():
+            for watcher in watchers:
                 watcher.join(self.check_interval + 5.0)
-            self._watchers.clear()
             log.info("IMAP listener stopped")
 
     # ------------------------------------------------------------------ jobs
 
-    def enqueue_sync(self, provider_id: str, reason: str) -> None:
-        """A durable catch-up job for the mailbox (coalesced with a pending one)."""
+    def enqueue_sync(self, provider_id: str, reason: str, session: str | None = None) -> None:
+        """A durable catch-up job for the mailbox, coalesced with a pending one of the same
+        ``session`` (one connection of the listener). A job of an earlier session that is parked
+        (the mailbox needed consent) does not hold back the pushes of a new one."""
+        key = f"sync:{provider_id}" if session is None else f"sync:{provider_id}:{session}"
         self.store.enqueue_job(
             Job(
                 kind="sync",
                 provider_id=provider_id,
                 payload={"reason": reason},
-                unique_key=f"sync:{provider_id}",
+                unique_key=key,
                 available_at=self.clock(),
             )
         )
@@ -187,6 +199,8 @@ class _Watcher(threading.Thread):
         self.config = config
         self.fingerprint = config.connection_fingerprint()
         self.refused = False
+        #: Names this watcher's jobs (see ``ImapListener.enqueue_sync``); new per connection.
+        self.session = uuid.uuid4().hex[:12]
         self._halt = threading.Event()
         self._client: Any = None
 
@@ -204,7 +218,7 @@ class _Watcher(threading.Thread):
         while not self._stopping():
             if not listener.limiter.try_acquire(key):
                 log.warning("IMAP %s: no free connection to %s; polling", pid, key)
-                listener.enqueue_sync(pid, "imap poll")
+                listener.enqueue_sync(pid, "imap poll", self.session)
                 listener.sleep(listener.poll_interval)
                 continue
             try:
@@ -213,7 +227,7 @@ class _Watcher(threading.Thread):
                 log.error("IMAP %s: sign-in refused (%s); listening stops until the mailbox is"
                           " reconnected", pid, exc)
                 self.refused = True
-                listener.enqueue_sync(pid, "imap sign-in refused")
+                listener.enqueue_sync(pid, "imap sign-in refused", self.session)
                 return
             except ConfigurationError as exc:
                 failures += 1
@@ -248,6 +262,7 @@ class _Watcher(threading.Thread):
         listener = self.listener
         pid = self.config.provider_id
         xoauth2 = self.config.auth_method == "xoauth2"
+        self.session = uuid.uuid4().hex[:12]
         self._client = imap.connect(
             self.config, access_token=self._access_token if xoauth2 else None,
             factory=listener.client_factory,
@@ -259,7 +274,7 @@ class _Watcher(threading.Thread):
         except Exception as exc:
             raise imap.map_error(exc, "select") from None
         # Whatever arrived while we were not connected is found by the catch-up job.
-        listener.enqueue_sync(pid, "imap connected")
+        listener.enqueue_sync(pid, "imap connected", self.session)
         if not idle:
             log.warning("IMAP %s: the server has no IDLE; polling", pid)
             listener.sleep(listener.poll_interval)
@@ -281,14 +296,14 @@ class _Watcher(threading.Thread):
                 break
             responses = client.idle_check(timeout=listener.check_interval)
             if any(_is_arrival(item) for item in responses):
-                listener.enqueue_sync(self.config.provider_id, "imap idle")
+                listener.enqueue_sync(self.config.provider_id, "imap idle", self.session)
             if any(_is_bye(item) for item in responses):
                 raise ConnectionResetError("the server ended the session (BYE)")
         # Only after a clean wait: on a broken connection DONE has nowhere to go. What the
         # server reported while DONE was on its way counts too.
         _, responses = client.idle_done()
         if any(_is_arrival(item) for item in responses or ()):
-            listener.enqueue_sync(self.config.provider_id, "imap idle")
+            listener.enqueue_sync(self.config.provider_id, "imap idle", self.session)
 
 
 def _is_arrival(item: Any) -> bool:
