@@ -177,3 +177,32 @@ def test_password_connection_without_a_password_is_a_configuration_error() -> No
     assert not result.success
     assert "no IMAP password" in (result.error or "")
     assert not [call for call in client.calls if call[0] in ("login", "oauth2_login")]
+
+
+def test_xoauth2_refreshes_an_expired_google_token_with_the_google_token_code() -> None:
+    from datetime import datetime, timezone
+
+    import responses
+
+    from mailparity.models import OAuthTokens
+
+    store = InMemoryStore()
+    value = config(auth_method="xoauth2", oauth_issuer="google", password=None,
+                   client_id="cid", client_secret=SecretStr("csecret"))
+    store.save_provider(value)
+    store.save_tokens(value.provider_id, OAuthTokens(
+        access_token=SecretStr("stale"), refresh_token=SecretStr("refresh-1"),
+        expires_at=datetime(2020, 1, 1, tzinfo=timezone.utc),
+    ))
+    client = RecordingClient()
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, "https://oauth2.googleapis.com/token",
+                 json={"access_token": "fresh", "expires_in": 3600, "token_type": "Bearer"})
+        adapter = ImapAdapter(value, store=store, client_factory=lambda cfg: client)
+        assert adapter.test_connection().success
+    assert client.calls[0] == ("oauth2_login", "a@example.com", "fresh")
+    saved = store.load_tokens(value.provider_id)
+    assert saved is not None
+    assert saved.access_token.get_secret_value() == "fresh"
+    assert saved.refresh_token is not None
+    assert saved.refresh_token.get_secret_value() == "refresh-1"

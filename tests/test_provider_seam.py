@@ -250,8 +250,8 @@ def test_an_unknown_provider_is_a_clear_error() -> None:
     from mailparity.errors import ConfigurationError
     from mailparity.models import provider_config_from_dict
 
-    with pytest.raises(ConfigurationError, match="unknown provider 'imap'"):
-        provider_config_from_dict({"provider": "imap", "provider_id": "x", "tenant": "t",
+    with pytest.raises(ConfigurationError, match="unknown provider 'pop3'"):
+        provider_config_from_dict({"provider": "pop3", "provider_id": "x", "tenant": "t",
                                    "mailbox": "m"})
 
 
