@@ -31,6 +31,7 @@ __all__ = [
     "EmailBody",
     "EmailMessage",
     "EmailProviderAuthFailed",
+    "EventLimits",
     "GmailProviderConfig",
     "Header",
     "InboundEmailReceived",
@@ -162,6 +163,9 @@ class EmailMessage(_Model):
     references: list[str] = Field(default_factory=list)
     headers: list[Header] = Field(default_factory=list)
     complete: bool = True
+    #: Fields cut to the event's size limits (:class:`EventLimits`), e.g. ``["body.html"]``:
+    #: the full message is still there, through the adapter's ``get_message_details``.
+    truncated: list[str] = Field(default_factory=list)
     #: Problems the normalizer met and worked around in the MIME (a boundary recovered, a
     #: nesting deeper than it walks, text after a base64 body): the content read is kept, and
     #: this says it was not well-formed. Empty for well-formed mail.
@@ -200,6 +204,187 @@ def _registered_provider(value: str) -> str:
     return value
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    if len(text) * 4 <= limit:  # cannot exceed the limit: no need to encode
+        return text
+    head = text[:limit]
+    encoded = head.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return head
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+#: What the last guard of :meth:`EventLimits.apply` halves, in turn, while the event is too big.
+_SHRINKABLE = (
+    "references", "attachments", "bcc", "cc", "to", "reply_to", "headers", "body.html",
+    "body.text",
+)
+
+
+class EventLimits(_Model):
+    """Caps on what one ``INBOUND_EMAIL_RECEIVED`` event carries (UTF-8 bytes, or counts).
+
+    The defaults keep the JSON of one event's ``emailData`` under 250,000 bytes (most event
+    buses take 256 KB: SNS, SQS, Event Grid; a bus is not a file store), whatever the mail. A
+    field that was cut is named in ``EmailMessage.truncated``; the whole message stays
+    reachable with the adapter's ``get_message_details(message_id)``, and attachments (which
+    never travel in the event) with ``get_attachment_content``. ``None`` lifts a cap.
+
+    The per-field caps come first (a prefix of each body, headers in order until their budget,
+    the first mailboxes and attachments); then, when the JSON is still larger than
+    ``message_bytes`` (a hostile message: huge lists, long ids), the lists and bodies are halved
+    in turn, references first and the text body last, until it fits."""
+
+    text_bytes: int | None = 48_000
+    html_bytes: int | None = 96_000
+    subject_bytes: int | None = 2_000
+    #: Each header value, then all headers together (in order; later headers are dropped).
+    header_value_bytes: int | None = 2_000
+    headers_bytes: int | None = 32_000
+    #: Mailboxes kept over to, cc, bcc and reply_to together.
+    addresses: int | None = 250
+    attachments: int | None = 100
+    #: The JSON of ``emailData``, after the caps above.
+    message_bytes: int | None = 250_000
+
+    def apply(self, message: EmailMessage) -> EmailMessage:
+        """``message`` within the limits (itself when nothing exceeds them, else a copy with
+        the cut fields named in ``truncated``)."""
+        update: dict[str, Any] = {}
+        cut: list[str] = []
+        body = message.body
+        text = body.text if self.text_bytes is None else _cut(body.text, self.text_bytes)
+        html = body.html
+        if html is not None and self.html_bytes is not None:
+            html = _cut(html, self.html_bytes)
+        if text != body.text:
+            cut.append("body.text")
+        if html != body.html:
+            cut.append("body.html")
+        if cut:
+            update["body"] = EmailBody(text=text, html=html)
+        if self.subject_bytes is not None:
+            subject = _cut(message.subject, self.subject_bytes)
+            if subject != message.subject:
+                update["subject"] = subject
+                cut.append("subject")
+        headers = self._headers(message.headers)
+        if headers is not None:
+            update["headers"] = headers
+            cut.append("headers")
+        self._addresses(message, update, cut)
+        if self.attachments is not None and len(message.attachments) > self.attachments:
+            update["attachments"] = message.attachments[: self.attachments]
+            cut.append("attachments")
+        result = message.model_copy(update=update) if update else message
+        if self.message_bytes is not None:
+            result = self._fit(result, cut)
+        if not cut:
+            return message
+        truncated = [*message.truncated, *(c for c in cut if c not in message.truncated)]
+        if result is message:
+            result = message.model_copy()
+        result.truncated = truncated
+        return result
+
+    def _fit(self, message: EmailMessage, cut: list[str]) -> EmailMessage:
+        """Halve lists and bodies, in :data:`_SHRINKABLE` order, until the JSON fits."""
+        limit = self.message_bytes or 0
+        if _json_bound(message) <= limit:
+            return message  # the usual mail: provably small, no need to serialize it
+        for _ in range(64):  # each round halves something: 64 rounds empty anything
+            if len(message.model_dump_json(by_alias=True)) <= limit:
+                return message
+            for field in _SHRINKABLE:
+                shrunk = _halve(message, field)
+                if shrunk is not None:
+                    message = shrunk
+                    if field not in cut:
+                        cut.append(field)
+                    break
+            else:
+                return message  # nothing left to cut (the fixed fields alone are this big)
+        return message
+
+    def _headers(self, headers: list[Header]) -> list[Header] | None:
+        """The headers within the limits, or None when they all fit as they are."""
+        kept: list[Header] = []
+        total = 0
+        changed = False
+        for header in headers:
+            value = header.value
+            if self.header_value_bytes is not None:
+                value = _cut(value, self.header_value_bytes)
+            size = _size(header.name) + _size(value)
+            if self.headers_bytes is not None and total + size > self.headers_bytes:
+                changed = True
+                break
+            total += size
+            if value != header.value:
+                changed = True
+                kept.append(Header(name=header.name, value=value))
+            else:
+                kept.append(header)
+        return kept if changed else None
+
+    def _addresses(self, message: EmailMessage, update: dict[str, Any], cut: list[str]) -> None:
+        if self.addresses is None:
+            return
+        budget = self.addresses
+        for name in ("to", "cc", "bcc", "reply_to"):
+            items: list[EmailAddress] = getattr(message, name)
+            kept = items[: max(budget, 0)]
+            budget -= len(kept)
+            if len(kept) != len(items):
+                update[name] = kept
+                cut.append(name)
+
+
+def _json_bound(message: EmailMessage) -> int:
+    """An upper bound of the JSON size of ``message`` (every character escaped at 6 bytes,
+    generous room for keys and punctuation), computed without serializing it."""
+    chars = len(message.body.text) + len(message.body.html or "") + len(message.subject)
+    chars += sum(len(h.name) + len(h.value) for h in message.headers)
+    mailboxes = [message.from_, *message.to, *message.cc, *message.bcc, *message.reply_to]
+    chars += sum(len(a.email) + len(a.name or "") for a in mailboxes)
+    chars += sum(len(a.id) + len(a.name) + len(a.content_type) + len(a.content_id or "")
+                 for a in message.attachments)
+    chars += sum(len(r) for r in message.references) + sum(len(t) for t in message.truncated)
+    chars += sum(len(d) for d in message.defects)
+    for value in (message.id, message.provider_id, message.tenant, message.mailbox,
+                  message.thread_id, message.message_id, message.in_reply_to):
+        chars += len(value or "")
+    items = (len(message.headers) + len(mailboxes) + len(message.attachments)
+             + len(message.references) + len(message.defects) + len(message.truncated))
+    return 6 * chars + 120 * items + 1_000
+
+
+def _halve(message: EmailMessage, field: str) -> EmailMessage | None:
+    """``message`` with ``field`` halved (a list: its first half; a body: its first half), or
+    None when the field is empty already."""
+    if field in ("body.text", "body.html"):
+        body = message.body
+        value = body.text if field == "body.text" else body.html
+        if not value:
+            return None
+        half = value[: len(value) // 2]
+        new_body = (
+            EmailBody(text=half, html=body.html) if field == "body.text"
+            else EmailBody(text=body.text, html=half or None)
+        )
+        return message.model_copy(update={"body": new_body})
+    attribute = "reply_to" if field == "reply_to" else field
+    items = getattr(message, attribute)
+    if not items:
+        return None
+    return message.model_copy(update={attribute: items[: len(items) // 2]})
+
+
 class _Event(_Model):
     event_id: str
     event_type: str
@@ -221,16 +406,24 @@ class InboundEmailReceived(_Event):
 
     @classmethod
     def for_message(
-        cls, message: EmailMessage, *, occurred_at: datetime | None = None
+        cls,
+        message: EmailMessage,
+        *,
+        occurred_at: datetime | None = None,
+        limits: EventLimits | None = None,
     ) -> InboundEmailReceived:
-        """Build the event of ``message`` with its deterministic ``event_id``."""
+        """Build the event of ``message`` with its deterministic ``event_id``, within
+        ``limits`` (:class:`EventLimits` defaults: one event stays under 256 KB)."""
         return cls(
             event_id=event_id_for(message.provider_id, message.id, complete=message.complete),
             occurred_at=occurred_at or utcnow(),
             tenant_id=message.tenant,
             provider_id=message.provider_id,
-            email_data=message,
+            email_data=(limits if limits is not None else _DEFAULT_LIMITS).apply(message),
         )
+
+
+_DEFAULT_LIMITS = EventLimits()
 
 
 class EmailProviderAuthFailed(_Event):

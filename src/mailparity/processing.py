@@ -61,6 +61,7 @@ from .models import (
     EmailBody,
     EmailMessage,
     EmailProviderAuthFailed,
+    EventLimits,
     InboundEmailReceived,
     Job,
     MailParityEvent,
@@ -183,6 +184,8 @@ class Processor:
         per_mailbox_limit: jobs of one provider that run at the same time in this processor
             (Graph allows 4 concurrent requests per mailbox).
         paused_retry_seconds: how long jobs of an inactive provider wait between checks.
+        event_limits: caps on bodies, headers and lists in each published event
+            (:class:`~mailparity.models.EventLimits`; the defaults keep an event under 256 KB).
         batch_min: a sync / history job with at least this many ids fetches them in batches
             (``get_messages_details`` of the adapter, when it has one) instead of one by one.
         batch_size: ids per batched fetch (Graph's $batch takes 20; Gmail's advice is 25 or less).
@@ -209,6 +212,7 @@ class Processor:
         paused_retry_seconds: float = 300.0,
         batch_min: int = 5,
         batch_size: int = 20,
+        event_limits: EventLimits | None = None,
     ) -> None:
         if max_attempts < 1 or retry_cap < 1 or per_mailbox_limit < 1:
             raise ConfigurationError("max_attempts, retry_cap and per_mailbox_limit must be >= 1")
@@ -234,6 +238,7 @@ class Processor:
         self.paused_retry_seconds = float(paused_retry_seconds)
         self.batch_min = batch_min
         self.batch_size = batch_size
+        self.event_limits = event_limits
         self._adapters: dict[str, EmailProviderAdapter[Any]] = {}
         self._adapters_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -514,6 +519,7 @@ class Processor:
             event = InboundEmailReceived.for_message(
                 message if message.complete else message.model_copy(update={"complete": True}),
                 occurred_at=self.clock(),
+                limits=self.event_limits,
             )
             try:
                 self.publisher.publish(event)
@@ -581,7 +587,9 @@ class Processor:
             body=EmailBody(text=""),
             complete=False,
         )
-        event = InboundEmailReceived.for_message(message, occurred_at=self.clock())
+        event = InboundEmailReceived.for_message(
+            message, occurred_at=self.clock(), limits=self.event_limits
+        )
         try:
             self.publisher.publish(event)
         except Exception as exc:  # retried like any publish failure
