@@ -45,6 +45,7 @@ from mailparity.errors import (
 from mailparity.mime import message_from_mime
 from mailparity.models import EmailMessage
 from mailparity.providers import create_adapter
+from mailparity.providers.gmail import GmailAdapter
 from mailparity.providers.graph import MicrosoftGraphAdapter
 from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
@@ -333,8 +334,11 @@ def test_hostile_attachment_names_are_identical_and_safe_on_every_path() -> None
                        .get_message_details(graph_id).attachments]
         gmail_names = [a.name for a in create_adapter(gg, store=store, session=session)
                        .get_message_details(gmail_id).attachments]
+        gmail_raw_names = [a.name for a in GmailAdapter(gg, store=store, session=session,
+                                                         message_format="raw")
+                           .get_message_details(gmail_id).attachments]
     mime_names = [a.name for a in _parse(_hostile_mime(gmail_box)).attachments]
-    assert graph_names == gmail_names == mime_names
+    assert graph_names == gmail_names == gmail_raw_names == mime_names
     assert mime_names[:3] == ["pwn", "passwd", "evil.dll"]
     for name in mime_names:
         _assert_safe(name)

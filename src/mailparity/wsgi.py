@@ -256,7 +256,10 @@ def serve(
     microsoft_path: str = "/webhooks/microsoft",
     google_path: str = "/webhooks/google",
 ) -> None:
-    """Serve ``handler`` on ``host:port`` until interrupted (one thread per request)."""
+    """Serve ``handler`` on ``host:port`` until interrupted, on the standard library's server.
+
+    For tests and demos only: one thread per connection and no read timeout, so a few hundred
+    idle clients exhaust it. Deploy with :func:`serve_production`."""
     server = WebhookServer(
         _make_server(handler, host, port, microsoft_path=microsoft_path, google_path=google_path),
         None,
@@ -281,6 +284,8 @@ def serve_in_thread(
     """Start serving ``handler`` in a daemon thread; ``port=0`` picks a free port.
 
     Returns the started :class:`WebhookServer` (``.url``, ``.shutdown()``; a context manager).
+    The standard library's server: for tests and demos only (see :func:`serve`); deploy with
+    :func:`serve_production_in_thread` or :func:`serve_production`.
     """
     wsgi_server = _make_server(
         handler, host, port, microsoft_path=microsoft_path, google_path=google_path
