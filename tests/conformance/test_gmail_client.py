@@ -351,3 +351,46 @@ def test_batch_after_the_access_token_expired(served: Any) -> None:
     batch.execute()
     assert {key: value["id"] for key, value in answers.items()} == {i: i for i in ids}
     assert any(r.url == gmail.token_uri for r in gmail.requests)
+
+
+def test_service_account_with_delegation_and_the_librarys_batch_path(served: Any) -> None:
+    """google-auth's service-account credentials (domain-wide delegation: a signed JWT with
+    ``sub``) against the fake's token endpoint, then googleapiclient's batch on the path the
+    library uses (``/batch/gmail/v1``)."""
+    import google_auth_httplib2
+    import httplib2
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+    from googleapiclient.discovery import build
+    from googleapiclient.http import BatchHttpRequest
+
+    gmail, _ = served
+    message_id = gmail.deliver(BOX, _raw())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    credentials = service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account", "client_email": "mail-sync@project.iam.gserviceaccount.com",
+            "private_key": pem, "private_key_id": "key-1", "token_uri": gmail.token_uri,
+        },
+        scopes=["https://www.googleapis.com/auth/gmail.modify"], subject=BOX,
+    )
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(proxy_info=None))
+    service = build("gmail", "v1", http=http, static_discovery=True, cache_discovery=False,
+                    client_options={"api_endpoint": gmail.base_url + "/"})
+    assert service.users().getProfile(userId="me").execute()["emailAddress"] == BOX
+    answers: dict[str, Any] = {}
+    batch = BatchHttpRequest(
+        callback=lambda rid, response, exc: answers.__setitem__(rid, exc or response),
+        batch_uri=f"{gmail.base_url}/batch/gmail/v1",
+    )
+    batch.add(service.users().messages().get(userId="me", id=message_id), request_id="one")
+    batch.execute()
+    assert answers["one"]["id"] == message_id
+    grants = [r for r in gmail.requests if r.url == gmail.token_uri]
+    assert grants
+    assert b"jwt-bearer" in (grants[0].body or b"")
