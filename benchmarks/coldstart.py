@@ -35,10 +35,13 @@ IMPORTS = {
         "class M(BaseModel):\n    a: int\nM(a=1)"
     ),
     "mailparity": "import mailparity",
-    "mailparity Graph adapter": "import mailparity.providers.graph",
-    "msgraph-sdk": "import msgraph",
-    "mailparity Gmail adapter": "import mailparity.providers.gmail",
-    "google-api-python-client": "import googleapiclient.discovery, google.oauth2.credentials",
+    # The adapter classes themselves (the provider packages load them on first use).
+    "mailparity Graph adapter": "from mailparity.providers.graph import MicrosoftGraphAdapter",
+    "msgraph-sdk": "from msgraph import GraphServiceClient",
+    "mailparity Gmail adapter": "from mailparity.providers.gmail import GmailAdapter",
+    "google-api-python-client": (
+        "from googleapiclient.discovery import build\nimport google.oauth2.credentials"
+    ),
 }
 
 

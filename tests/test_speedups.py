@@ -163,3 +163,27 @@ def test_plain_session_fetch_takes_the_direct_path() -> None:
     )
     assert fast.url == plain.url == url
     assert dict(fast.headers) == dict(plain.headers)
+
+
+def test_model_aliases_are_what_pydantic_to_camel_gives() -> None:
+    """The models' own camelCase generator agrees with pydantic's on every field name."""
+    from pydantic import BaseModel
+    from pydantic.alias_generators import to_camel as pydantic_to_camel
+
+    from mailparity import models
+    from mailparity.providers import gmail, graph
+
+    seen = 0
+    classes: list[type[BaseModel]] = []
+    for module in (models, gmail, graph):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, models._Model):
+                classes.append(value)
+    for model in classes:
+        for name in model.model_fields:
+            assert models.to_camel(name) == pydantic_to_camel(name), name
+            seen += 1
+    assert seen > 100
+    for name in ("a", "a_b", "a_b_c", "x_1", "ab_cd_ef", "already", "from_", "_x", "a__b",
+                 "x_ab2cd", "ab2cd", "x_\u00e9t\u00e9", "Upper_case"):
+        assert models.to_camel(name) == pydantic_to_camel(name), name

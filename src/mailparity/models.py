@@ -20,7 +20,6 @@ from pydantic import (
     field_serializer,
     field_validator,
 )
-from pydantic.alias_generators import to_camel
 
 __all__ = [
     "EVENT_NAMESPACE",
@@ -86,6 +85,24 @@ def _uuid5_text(name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     text = digest.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def to_camel(name: str) -> str:
+    """``snake_case`` -> ``camelCase`` for the field names of these models: what pydantic's
+    ``alias_generators.to_camel`` gives for them (a test checks every field), without its
+    regular expressions, which cost several milliseconds of every process's start."""
+    letters = name.replace("_", "")
+    if (
+        not (letters.isascii() and letters.isalpha() and letters.islower())
+        or name.startswith("_")
+        or name.endswith("_")
+        or "__" in name
+    ):
+        from pydantic.alias_generators import to_camel as general
+
+        return general(name)  # digits, doubled or outer underscores: pydantic's own rules
+    first, *rest = name.split("_")
+    return first + "".join(part[0].upper() + part[1:] for part in rest)
 
 
 class _Model(BaseModel):
