@@ -384,3 +384,40 @@ def capture(served: Served, url: str, params: dict[str, str], token: str) -> dic
         "type": response.headers.get("Content-Type", "application/json"),
         "body": response.text,
     }
+
+
+def msgraph_client(token: str, base_url: str) -> tuple[Any, Any]:
+    """An msgraph-sdk ``GraphServiceClient`` on ``base_url`` sending ``token``, and the request
+    configuration of a message fetch with the library's ``$select``/``$expand`` and
+    ``Prefer: IdType="ImmutableId"`` (call inside a running event loop)."""
+    from kiota_abstractions.authentication import (
+        AccessTokenProvider,
+        AllowedHostsValidator,
+        BaseBearerTokenAuthenticationProvider,
+    )
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph.generated.users.item.messages.item.message_item_request_builder import (
+        MessageItemRequestBuilder,
+    )
+
+    from mailparity.providers.graph.messages import ATTACHMENT_EXPAND, MESSAGE_SELECT
+
+    class StaticToken(AccessTokenProvider):  # type: ignore[misc]
+        async def get_authorization_token(
+            self, uri: str, additional_authentication_context: Any = None
+        ) -> str:
+            return token
+
+        def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+            return AllowedHostsValidator([])
+
+    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken()))
+    adapter.base_url = base_url
+    client = GraphServiceClient(request_adapter=adapter)
+    query = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(
+        select=MESSAGE_SELECT.split(","), expand=[ATTACHMENT_EXPAND]
+    )
+    config = RequestConfiguration(query_parameters=query)
+    config.headers.add("Prefer", 'IdType="ImmutableId"')
+    return client, config

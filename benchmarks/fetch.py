@@ -31,6 +31,7 @@ from _env import (
     capture,
     gmail_box,
     graph_box,
+    msgraph_client,
     start_fakes,
     start_replay,
 )
@@ -161,38 +162,10 @@ def graph_mailparity(setup: FetchSetup) -> dict[str, float]:
 
 def graph_sdk(setup: FetchSetup, limit: int | None = None) -> dict[str, float]:
     """The official msgraph-sdk (kiota, httpx), one awaited GET after the other."""
-    from kiota_abstractions.authentication import (
-        AccessTokenProvider,
-        AllowedHostsValidator,
-        BaseBearerTokenAuthenticationProvider,
-    )
-    from kiota_abstractions.base_request_configuration import RequestConfiguration
-    from msgraph import GraphRequestAdapter, GraphServiceClient
-    from msgraph.generated.users.item.messages.item.message_item_request_builder import (
-        MessageItemRequestBuilder,
-    )
-
-    token = setup.graph_token
     ids = setup.graph_ids[:limit] if limit else setup.graph_ids
 
-    class StaticToken(AccessTokenProvider):  # type: ignore[misc]
-        async def get_authorization_token(
-            self, uri: str, additional_authentication_context: Any = None
-        ) -> str:
-            return token
-
-        def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-            return AllowedHostsValidator([])
-
     async def run() -> dict[str, float]:
-        adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken()))
-        adapter.base_url = setup.graph_config.graph_base_url
-        client = GraphServiceClient(request_adapter=adapter)
-        query = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(
-            select=MESSAGE_SELECT.split(","), expand=[ATTACHMENT_EXPAND]
-        )
-        config = RequestConfiguration(query_parameters=query)
-        config.headers.add("Prefer", 'IdType="ImmutableId"')
+        client, config = msgraph_client(setup.graph_token, setup.graph_config.graph_base_url)
         gc.collect()
         cpu = time.thread_time()
         start = time.perf_counter()

@@ -336,13 +336,13 @@ def in_process_section(args: argparse.Namespace) -> list[str]:
     lines: list[str] = []
     try:
         print(f"in-process throughput over {len(raws)} messages ...", flush=True)
-        graph = _alternate(args.repeat, {
+        graph = _alternate(args.in_process_repeat, {
             "bare": lambda: throughput.graph_bare(served, raws),
             "single": lambda: throughput.graph_mailparity(served, raws, None),
             "pool": lambda: throughput.graph_mailparity(served, raws, args.threads),
             "sdk": lambda: throughput.graph_sdk(served, sdk_raws),
         })
-        gmail = _alternate(args.repeat, {
+        gmail = _alternate(args.in_process_repeat, {
             "bare": lambda: throughput.gmail_bare(served, raws),
             "single": lambda: throughput.gmail_mailparity(served, raws, None),
             "pool": lambda: throughput.gmail_mailparity(served, raws, args.threads),
@@ -353,7 +353,8 @@ def in_process_section(args: argparse.Namespace) -> list[str]:
         print("memory ...", flush=True)
         mem = system.memory()
         print("dedupe store scale ...", flush=True)
-        dedupe = system.dedupe_scale(served, raws, [1_000, 100_000], repeat=args.repeat)
+        dedupe = system.dedupe_scale(served, raws, [1_000, 100_000],
+                                     repeat=args.in_process_repeat)
     finally:
         served.close()
     print(f"renewal sweep over {args.providers} providers ...", flush=True)
@@ -420,23 +421,29 @@ def run(args: argparse.Namespace) -> str:
     load_before = _load()
     setup = fetch.prepare(_env.realistic_messages(args.fetch_messages))
     sections: list[str] = []
+
+    def add(title: str, lines: list[str]) -> None:
+        """Keep a finished section and print it at once (a long run shows what it has)."""
+        block = ["", f"### {title}", "", *lines] if title else lines
+        sections.extend(block)
+        print("\n".join(block) + "\n", flush=True)
+
     try:
-        sections += ["### Fetch + normalize per message (server in its own process)", ""]
-        sections += fetch_section(setup, args)
-        sections += ["", "### Speed-ups that rely on private internals", ""]
-        sections += speedups_section(setup, args)
+        add("Fetch + normalize per message (server in its own process)",
+            fetch_section(setup, args))
+        add("Speed-ups that rely on private internals", speedups_section(setup, args))
         if not args.quick:
-            sections += ["", f"### End to end with {args.latency_ms} ms provider latency", ""]
-            sections += latency_section(setup, args)
-        sections += ["", "### Cold start", ""]
-        sections += coldstart_section(setup, args)
+            add(f"End to end with {args.latency_ms:g} ms provider latency",
+                latency_section(setup, args))
+        add("Cold start", coldstart_section(setup, args))
     finally:
         setup.close()
-    sections += extra_sections()
+    extra = extra_sections()
+    if extra:
+        add("", extra)
     if not args.quick:
-        sections += ["", "### Whole pipeline and scale (fakes served in the benchmark's own "
-                     "process)", ""]
-        sections += in_process_section(args)
+        add("Whole pipeline and scale (fakes served in the benchmark's own process)",
+            in_process_section(args))
     total = time.perf_counter() - started
     header = (
         f"Machine: {machine()}.\n\nRun: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
@@ -444,7 +451,7 @@ def run(args: argparse.Namespace) -> str:
         f"{_load()} at the end (other work on the machine shares its CPUs). Medians of "
         f"{args.repeat} interleaved rounds unless stated.\n"
     )
-    return header + "\n" + "\n".join(sections) + "\n"
+    return header + "\n".join(sections) + "\n"
 
 
 DOC_HEAD = """# Benchmarks
@@ -556,12 +563,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="only the fetch and cold-start benchmarks")
     parser.add_argument("--catchup", type=int, default=500)
-    parser.add_argument("--providers", type=int, default=10_000)
+    parser.add_argument("--providers", type=int, default=2_000,
+                        help="providers in the renewal sweep (its figures are per provider)")
+    parser.add_argument("--in-process-repeat", type=int, default=3)
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args(argv)
     table = run(args)
-    print()
-    print(table)
+    print(table.split("\n\n", 2)[0] + "\n" + table.split("\n\n", 2)[1])  # machine and run
     if not args.no_docs:
         DOCS.write_text(DOC_HEAD + table, encoding="utf-8")
         print(f"wrote {DOCS.relative_to(HERE.parent)}")

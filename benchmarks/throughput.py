@@ -23,6 +23,7 @@ from _env import (
     google_request,
     graph_box,
     graph_request,
+    msgraph_client,
     pipeline,
 )
 
@@ -138,37 +139,10 @@ def graph_bare(served: Served, raws: list[bytes]) -> dict[str, float]:
 
 def graph_sdk(served: Served, raws: list[bytes]) -> dict[str, float]:
     """The official msgraph-sdk (kiota, httpx), one awaited GET after the other."""
-    from kiota_abstractions.authentication import (
-        AccessTokenProvider,
-        AllowedHostsValidator,
-        BaseBearerTokenAuthenticationProvider,
-    )
-    from kiota_abstractions.base_request_configuration import RequestConfiguration
-    from msgraph import GraphRequestAdapter, GraphServiceClient
-    from msgraph.generated.users.item.messages.item.message_item_request_builder import (
-        MessageItemRequestBuilder,
-    )
-
     box, ids = _graph_targets(served, raws)
 
-    class StaticToken(AccessTokenProvider):  # type: ignore[misc]
-        async def get_authorization_token(
-            self, uri: str, additional_authentication_context: Any = None
-        ) -> str:
-            return box.access_token
-
-        def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-            return AllowedHostsValidator([])
-
     async def run() -> float:
-        adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken()))
-        adapter.base_url = box.config.graph_base_url
-        client = GraphServiceClient(request_adapter=adapter)
-        query = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(
-            select=MESSAGE_SELECT.split(","), expand=[ATTACHMENT_EXPAND]
-        )
-        config = RequestConfiguration(query_parameters=query)
-        config.headers.add("Prefer", 'IdType="ImmutableId"')
+        client, config = msgraph_client(box.access_token, box.config.graph_base_url)
         _settle()
         start = time.perf_counter()
         for mid in ids:
