@@ -42,10 +42,10 @@ GMAIL_BASE_HISTORY = 1000
 STORE_METHODS = (
     "load_tokens", "save_tokens", "get_provider", "find_provider_by_subscription",
     "find_provider_by_mailbox", "save_provider", "list_providers", "update_provider",
-    "compare_and_set_history_id", "delete_provider", "claim_keys", "mark_published",
-    "release_keys", "published_state", "enqueue_job", "claim_jobs", "complete_job",
-    "retry_job", "bury_job", "list_jobs", "count_jobs", "acquire_lock", "release_lock",
-    "get_meta", "set_meta",
+    "compare_and_set_history_id", "compare_and_set_cursor", "delete_provider", "claim_keys",
+    "mark_published", "release_keys", "published_state", "enqueue_job", "claim_jobs",
+    "complete_job", "retry_job", "bury_job", "list_jobs", "count_jobs", "jobs_summary",
+    "acquire_lock", "release_lock", "get_meta", "set_meta",
 )
 
 

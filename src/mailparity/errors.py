@@ -41,6 +41,7 @@ __all__ = [
     "CredentialsMissingError",
     "CursorExpiredError",
     "MailParityError",
+    "MissingExtraError",
     "NotFoundError",
     "PermanentMessageError",
     "PermissionDeniedError",
@@ -55,6 +56,7 @@ __all__ = [
     "WebhookError",
     "WebhookValidationError",
     "is_transient",
+    "missing_extra",
 ]
 
 
@@ -219,3 +221,17 @@ def is_transient(error: BaseException) -> bool:
         ThrottledError, ProviderUnavailableError, StoreError, PublishError, UnauthorizedError
     )
     return isinstance(error, transient)
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed. The message names the extra that brings it:
+    ``pip install 'mailparity[flask]'``. An ``ImportError``, so code that probes for an
+    integration with ``try: import ...`` keeps working."""
+
+
+def missing_extra(extra: str, feature: str) -> MissingExtraError:
+    """The error to raise (``from`` the original ImportError) when ``feature`` needs the
+    optional dependencies of ``extra``."""
+    return MissingExtraError(
+        f"{feature} needs the {extra!r} extra: pip install 'mailparity[{extra}]'"
+    )

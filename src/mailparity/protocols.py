@@ -204,6 +204,11 @@ class JobStore(Protocol):
         """How many jobs have ``status`` (all when None)."""
         ...
 
+    def jobs_summary(self) -> dict[str, int]:
+        """How many jobs have each status; statuses without jobs are left out (``{}`` when
+        empty). For ``mailparity`` status output and the health of a queue."""
+        ...
+
 
 @runtime_checkable
 class LockStore(Protocol):

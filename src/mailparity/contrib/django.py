@@ -15,10 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
+try:
+    from django.core.exceptions import RequestDataTooBig
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import path
+    from django.views.decorators.csrf import csrf_exempt
+except ImportError as exc:
+    from ..errors import missing_extra
+
+    raise missing_extra("django", "mailparity.contrib.django") from exc
 
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 

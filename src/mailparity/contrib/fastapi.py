@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
+try:
+    from fastapi import APIRouter
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
+except ImportError as exc:
+    from ..errors import missing_extra
+
+    raise missing_extra("fastapi", "mailparity.contrib.fastapi") from exc
 
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 

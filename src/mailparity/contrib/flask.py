@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, request
+try:
+    from flask import Blueprint, Response, request
+except ImportError as exc:
+    from ..errors import missing_extra
+
+    raise missing_extra("flask", "mailparity.contrib.flask") from exc
 
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 

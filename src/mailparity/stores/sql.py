@@ -29,9 +29,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql as pg
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+except ImportError as exc:
+    from ..errors import missing_extra
+
+    raise missing_extra("sql", "mailparity.stores.sql (SqlStore)") from exc
 
 from ..errors import StoreError
 from ..models import (

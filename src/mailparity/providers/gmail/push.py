@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, WebhookAuthenticationError
 from ...models import Job
 from ...pushing import (
     MAX_ID_LENGTH,
@@ -100,7 +100,7 @@ def _parse_history_id(value: object) -> int | None:
     return number if 0 < number <= _UINT64_MAX else None
 
 
-class _TokenRejectedError(Exception):
+class _TokenRejectedError(WebhookAuthenticationError):
     """The push token is invalid (403). ``reason`` is our own wording, free of token data."""
 
     def __init__(self, reason: str) -> None:

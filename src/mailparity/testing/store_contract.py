@@ -1,0 +1,682 @@
+"""The store contract suite: what every :class:`~mailparity.protocols.StateStore` must do.
+
+Every store the library ships runs this suite; a host that writes its own store (Django ORM,
+Redis, ...) runs the same one by subclassing :class:`StoreContract` with a ``store`` fixture that
+yields a fresh, empty store::
+
+    import pytest
+    from mailparity.testing.store_contract import StoreContract
+
+    class TestRedisStore(StoreContract):
+        @pytest.fixture
+        def store(self):
+            store = RedisStore(...)
+            yield store
+            store.close()
+
+The semantics the suite checks are written once in :mod:`mailparity.stores.semantics` (lease
+liveness, dedupe claim outcomes, validated config changes, the cursor compare-and-set), which a
+store may use. Times are explicit (``now`` is passed in), so lease expiry is tested without
+sleeping; the thread tests race real threads against one store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from ..models import GmailProviderConfig, Job, MicrosoftProviderConfig, OAuthTokens
+from ..protocols import (
+    CredentialStore,
+    DedupeStore,
+    JobStore,
+    LockStore,
+    MetaStore,
+    ProviderRegistry,
+    ProviderStore,
+    StateStore,
+)
+
+__all__ = ["StoreContract", "gmail_config", "graph_config", "tokens"]
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def graph_config(**overrides: Any) -> MicrosoftProviderConfig:
+    values: dict[str, Any] = {
+        "provider_id": "ms-1",
+        "tenant": "tenant-a",
+        "mailbox": "Support@Contoso.com",
+        "client_id": "client-id-ms",
+        "client_secret": SecretStr("ms-client-secret"),
+        "authority_tenant": "11111111-2222-3333-4444-555555555555",
+        "auth_mode": "application",
+        "folder": "inbox",
+        "webhook_notification_url": "https://example.com/hooks/ms",
+        "webhook_verification_token": SecretStr("client-state-value"),
+        "previous_webhook_verification_token": SecretStr("old-client-state"),
+        "previous_token_valid_until": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+        "webhook_subscription_id": "sub-1",
+        "webhook_expires_at": datetime(2026, 1, 4, 10, 0, tzinfo=timezone(timedelta(hours=2))),
+        "processed_strategy": "category",
+        "delta_links": {"inbox": "https://graph.microsoft.com/v1.0/delta?token=abc"},
+        "scopes": ["Mail.Read", "offline_access"],
+    }
+    values.update(overrides)
+    return MicrosoftProviderConfig(**values)
+
+
+def gmail_config(**overrides: Any) -> GmailProviderConfig:
+    values: dict[str, Any] = {
+        "provider_id": "g-1",
+        "tenant": "tenant-b",
+        "mailbox": "Help@Example.org",
+        "client_id": "client-id-g",
+        "client_secret": SecretStr("g-client-secret"),
+        "auth_mode": "service_account",
+        "service_account_info": SecretStr('{"private_key": "-----BEGIN PRIVATE KEY-----"}'),
+        "project_id": "proj",
+        "pubsub_topic_name": "gmail-push",
+        "pubsub_subscription_name": "gmail-push-sub",
+        "label_filters": ["INBOX", "Label_7"],
+        "history_id": None,
+        "watch_expiration": datetime(2026, 1, 8, tzinfo=timezone.utc),
+        "last_processed_at": datetime(2025, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc),
+    }
+    values.update(overrides)
+    return GmailProviderConfig(**values)
+
+
+def tokens(access: str = "access-1", refresh: str | None = "refresh-1") -> OAuthTokens:
+    return OAuthTokens(
+        access_token=SecretStr(access),
+        refresh_token=None if refresh is None else SecretStr(refresh),
+        expires_at=datetime(2026, 1, 1, 13, 0, 0, 123456, tzinfo=timezone.utc),
+        scope="Mail.Read offline_access",
+    )
+
+
+def job(job_id: str, available: float = 0, **overrides: Any) -> Job:
+    values: dict[str, Any] = {
+        "id": job_id,
+        "kind": "graph_message",
+        "provider_id": "ms-1",
+        "payload": {"message_id": f"m-{job_id}", "nested": {"n": [1, 2]}},
+        "available_at": at(available),
+        "created_at": at(available),
+    }
+    values.update(overrides)
+    return Job(**values)
+
+
+def claim(store: Any, worker: str, now: float, lease: float = 60, **kwargs: Any) -> list[Job]:
+    kwargs.setdefault("limit", 10)
+    jobs: list[Job] = store.claim_jobs(
+        worker, now=at(now), lease_until=at(now + lease), **kwargs
+    )
+    return jobs
+
+
+def _run_threads(count: int, target: Any) -> None:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait()
+            target(index)
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+
+
+
+class StoreContract:
+    """The contract suite as pytest tests; subclass it with a ``store`` fixture (see the module
+    docstring). Every test gets a fresh, empty store."""
+
+    @pytest.fixture
+    def store(self) -> Any:
+        """Override: yield a fresh, empty store of the class under test."""
+        pytest.fail("define a `store` fixture on your StoreContract subclass")
+
+    # ------------------------------------------------------------------------------ protocols
+
+
+    def test_store_implements_every_protocol(self, store: Any) -> None:
+        for protocol in (
+            CredentialStore, ProviderStore, ProviderRegistry, DedupeStore, JobStore, LockStore,
+            MetaStore, StateStore,
+        ):
+            assert isinstance(store, protocol), protocol.__name__
+        summary = store.jobs_summary()
+        assert summary == {}
+
+
+    # ------------------------------------------------------------------------------ tokens
+
+
+    def test_tokens_roundtrip_keeps_secrets(self, store: Any) -> None:
+        assert store.load_tokens("ms-1") is None
+        store.save_tokens("ms-1", tokens())
+        loaded = store.load_tokens("ms-1")
+        assert loaded is not None
+        assert loaded.access_token.get_secret_value() == "access-1"
+        assert loaded.refresh_token is not None
+        assert loaded.refresh_token.get_secret_value() == "refresh-1"
+        assert loaded.expires_at == tokens().expires_at
+        assert loaded.expires_at.tzinfo is not None
+        assert loaded.scope == "Mail.Read offline_access"
+        assert "access-1" not in repr(store)
+
+
+    def test_tokens_are_replaced_and_kept_per_provider(self, store: Any) -> None:
+        store.save_tokens("ms-1", tokens())
+        store.save_tokens("g-1", tokens("g-access", None))
+        store.save_tokens("ms-1", tokens("access-2", "refresh-2"))
+        loaded = store.load_tokens("ms-1")
+        assert loaded is not None
+        assert loaded.access_token.get_secret_value() == "access-2"
+        assert loaded.refresh_token is not None
+        assert loaded.refresh_token.get_secret_value() == "refresh-2"
+        other = store.load_tokens("g-1")
+        assert other is not None
+        assert other.refresh_token is None
+        assert other.access_token.get_secret_value() == "g-access"
+
+
+    def test_tokens_are_stored_as_copies(self, store: Any) -> None:
+        original = tokens()
+        store.save_tokens("ms-1", original)
+        original.access_token = SecretStr("mutated")
+        loaded = store.load_tokens("ms-1")
+        assert loaded is not None
+        assert loaded.access_token.get_secret_value() == "access-1"
+
+
+    # ------------------------------------------------------------------------------ providers
+
+
+    def test_microsoft_config_roundtrip(self, store: Any) -> None:
+        config = graph_config()
+        store.save_provider(config)
+        loaded = store.get_provider("ms-1")
+        assert isinstance(loaded, MicrosoftProviderConfig)
+        assert loaded == config
+        assert loaded.client_secret is not None
+        assert loaded.client_secret.get_secret_value() == "ms-client-secret"
+        assert loaded.webhook_verification_token is not None
+        assert loaded.webhook_verification_token.get_secret_value() == "client-state-value"
+        assert loaded.webhook_expires_at == datetime(2026, 1, 4, 8, 0, tzinfo=timezone.utc)
+        assert loaded.webhook_expires_at is not None
+        assert loaded.webhook_expires_at.utcoffset() is not None
+        assert loaded.previous_token_valid_until == config.previous_token_valid_until
+        assert loaded.delta_links == config.delta_links
+
+
+    def test_gmail_config_roundtrip(self, store: Any) -> None:
+        config = gmail_config(history_id=987654321012)
+        store.save_provider(config)
+        loaded = store.get_provider("g-1")
+        assert isinstance(loaded, GmailProviderConfig)
+        assert loaded == config
+        assert loaded.history_id == 987654321012
+        assert loaded.service_account_info is not None
+        assert "PRIVATE KEY" in loaded.service_account_info.get_secret_value()
+        assert loaded.watch_expiration == datetime(2026, 1, 8, tzinfo=timezone.utc)
+        assert loaded.last_processed_at is not None
+        assert loaded.last_processed_at.tzinfo is not None
+        assert loaded.label_filters == ["INBOX", "Label_7"]
+
+
+    def test_configs_are_stored_and_returned_as_copies(self, store: Any) -> None:
+        config = graph_config()
+        store.save_provider(config)
+        config.mailbox = "changed@contoso.com"
+        config.delta_links["inbox"] = "changed"
+        loaded = store.get_provider("ms-1")
+        assert loaded is not None
+        assert loaded.mailbox == "Support@Contoso.com"
+        assert loaded.delta_links["inbox"].endswith("token=abc")
+        loaded.tenant = "other"
+        again = store.get_provider("ms-1")
+        assert again is not None
+        assert again.tenant == "tenant-a"
+
+
+    def test_missing_provider_lookups_return_none(self, store: Any) -> None:
+        assert store.get_provider("nope") is None
+        assert store.find_provider_by_subscription("nope") is None
+        assert store.find_provider_by_mailbox("microsoft", "nobody@example.com") is None
+        assert store.list_providers() == []
+
+
+    def test_find_provider_by_mailbox_is_case_insensitive_and_per_provider(
+        self, store: Any
+    ) -> None:
+        store.save_provider(graph_config())
+        store.save_provider(gmail_config())
+        found = store.find_provider_by_mailbox("microsoft", "support@CONTOSO.com")
+        assert found is not None
+        assert found.provider_id == "ms-1"
+        found = store.find_provider_by_mailbox("google", "HELP@example.ORG")
+        assert found is not None
+        assert found.provider_id == "g-1"
+        assert store.find_provider_by_mailbox("google", "support@contoso.com") is None
+        assert store.find_provider_by_mailbox("microsoft", "help@example.org") is None
+
+
+    def test_find_provider_by_subscription_follows_updates(self, store: Any) -> None:
+        store.save_provider(graph_config())
+        store.save_provider(graph_config(provider_id="ms-2", mailbox="b@contoso.com",
+                                         webhook_subscription_id="sub-2"))
+        store.save_provider(gmail_config())
+        found = store.find_provider_by_subscription("sub-2")
+        assert found is not None
+        assert found.provider_id == "ms-2"
+        store.update_provider("ms-1", {"webhook_subscription_id": "sub-renewed"})
+        assert store.find_provider_by_subscription("sub-1") is None
+        renewed = store.find_provider_by_subscription("sub-renewed")
+        assert renewed is not None
+        assert renewed.provider_id == "ms-1"
+        store.save_provider(graph_config(provider_id="ms-2", mailbox="b@contoso.com",
+                                         webhook_subscription_id=None))
+        assert store.find_provider_by_subscription("sub-2") is None
+
+
+    def test_save_provider_replaces_and_list_providers_is_sorted(self, store: Any) -> None:
+        store.save_provider(gmail_config())
+        store.save_provider(graph_config())
+        store.save_provider(graph_config(mailbox="new@contoso.com"))
+        listed = store.list_providers()
+        assert [c.provider_id for c in listed] == ["g-1", "ms-1"]
+        assert listed[1].mailbox == "new@contoso.com"
+        assert store.find_provider_by_mailbox("microsoft", "support@contoso.com") is None
+        assert store.find_provider_by_mailbox("microsoft", "NEW@contoso.com") is not None
+
+
+    def test_update_provider_sets_fields_atomically(self, store: Any) -> None:
+        store.save_provider(graph_config())
+        expires = datetime(2026, 1, 5, tzinfo=timezone.utc)
+        updated = store.update_provider(
+            "ms-1",
+            {
+                "webhook_expires_at": expires,
+                "webhook_verification_token": "rotated-state",  # plain str becomes SecretStr
+                "delta_links": {"inbox": "L2"},
+            },
+        )
+        assert updated.webhook_expires_at == expires
+        assert isinstance(updated.webhook_verification_token, SecretStr)
+        assert updated.webhook_verification_token.get_secret_value() == "rotated-state"
+        loaded = store.get_provider("ms-1")
+        assert loaded == updated
+        assert loaded.client_secret.get_secret_value() == "ms-client-secret"
+        assert loaded.webhook_subscription_id == "sub-1"
+
+
+    def test_update_provider_validates_values(self, store: Any) -> None:
+        store.save_provider(gmail_config())
+        updated = store.update_provider("g-1", {"history_id": "1234"})
+        assert updated.history_id == 1234
+        naive = store.update_provider("g-1", {"watch_expiration": datetime(2026, 2, 1)})
+        assert naive.watch_expiration == datetime(2026, 2, 1, tzinfo=timezone.utc)
+
+
+    def test_update_provider_rejects_bad_changes(self, store: Any) -> None:
+        store.save_provider(gmail_config())
+        with pytest.raises(KeyError):
+            store.update_provider("missing", {"history_id": 1})
+        with pytest.raises(ValueError, match="unknown config fields"):
+            store.update_provider("g-1", {"no_such_field": 1})
+        with pytest.raises(ValueError, match="provider_id"):
+            store.update_provider("g-1", {"provider_id": "g-2"})
+        with pytest.raises(ValidationError):
+            store.update_provider("g-1", {"history_id": "not-a-number"})
+        loaded = store.get_provider("g-1")
+        assert loaded == gmail_config()
+
+
+    def test_delete_provider_removes_its_state_only(self, store: Any) -> None:
+        for config in (graph_config(), gmail_config()):
+            store.save_provider(config)
+            store.save_tokens(config.provider_id, tokens())
+            store.set_meta(config.provider_id, "last_push", "x")
+            store.enqueue_job(job(f"j-{config.provider_id}", provider_id=config.provider_id))
+            store.mark_published(config.provider_id, ["id:m"], complete=True, event_id="e",
+                                 at=at(0))
+        store.delete_provider("ms-1")
+        assert store.get_provider("ms-1") is None
+        assert store.find_provider_by_subscription("sub-1") is None
+        assert store.load_tokens("ms-1") is None
+        assert store.get_meta("ms-1", "last_push") is None
+        assert store.list_jobs(provider_id="ms-1") == []
+        assert store.published_state("ms-1", "id:m") is None
+        assert store.get_provider("g-1") is not None
+        assert store.load_tokens("g-1") is not None
+        assert store.get_meta("g-1", "last_push") == "x"
+        assert [j.id for j in store.list_jobs(provider_id="g-1")] == ["j-g-1"]
+        assert store.published_state("g-1", "id:m") == "complete"
+        store.delete_provider("ms-1")  # deleting again is harmless
+
+
+    def test_compare_and_set_cursor(self, store: Any) -> None:
+        store.save_provider(gmail_config())
+        assert store.compare_and_set_cursor("g-1", 5, 10) is False
+        assert store.compare_and_set_cursor("g-1", None, 100) is True
+        assert store.get_provider("g-1").history_id == 100
+        assert store.compare_and_set_cursor("g-1", None, 200) is False
+        assert store.compare_and_set_cursor("g-1", 100, 150) is True
+        assert store.get_provider("g-1").history_id == 150
+        assert store.compare_and_set_cursor("missing", None, 1) is False
+        # The rest of the config is untouched by the cursor move.
+        assert store.get_provider("g-1").client_secret.get_secret_value() == "g-client-secret"
+
+
+    def test_compare_and_set_cursor_of_a_mapping_cursor(self, store: Any) -> None:
+        store.save_provider(graph_config())
+        links = dict(graph_config().delta_links)
+        moved = {"inbox": "https://graph.microsoft.com/v1.0/delta?token=def"}
+        assert store.compare_and_set_cursor("ms-1", {"inbox": "other"}, moved) is False
+        assert store.compare_and_set_cursor("ms-1", links, moved) is True
+        assert store.get_provider("ms-1").delta_links == moved
+        assert store.get_provider("ms-1").webhook_subscription_id == "sub-1"
+
+
+    # ------------------------------------------------------------------------------ dedupe
+
+
+    def test_claim_publish_and_published_state(self, store: Any) -> None:
+        keys = ["id:m1", "mid:<a@x>"]
+        assert store.published_state("p", "id:m1") is None
+        assert store.claim_keys("p", keys, "w1", at(60), at(0)) == "claimed"
+        assert store.published_state("p", "id:m1") is None
+        assert store.claim_keys("p", keys, "w2", at(60), at(1)) == "busy"
+        assert store.claim_keys("p", keys, "w1", at(120), at(1)) == "claimed"  # same owner
+        store.mark_published("p", keys, complete=True, event_id="ev-1", at=at(2))
+        assert store.published_state("p", "id:m1") == "complete"
+        assert store.published_state("p", "mid:<a@x>") == "complete"
+        assert store.claim_keys("p", keys, "w2", at(60), at(3)) == "published"
+        assert store.claim_keys("p", keys, "w1", at(60), at(3)) == "published"
+        # Another message sharing only the Message-ID is a duplicate too.
+        assert store.claim_keys("p", ["id:m9", "mid:<a@x>"], "w3", at(60), at(3)) == "published"
+        # Keys are per provider.
+        assert store.claim_keys("q", keys, "w2", at(60), at(3)) == "claimed"
+
+
+    def test_claim_is_all_or_nothing(self, store: Any) -> None:
+        assert store.claim_keys("p", ["id:a"], "w1", at(60), at(0)) == "claimed"
+        assert store.claim_keys("p", ["id:b", "id:a"], "w2", at(60), at(0)) == "busy"
+        # id:b was not taken by the failed claim.
+        assert store.claim_keys("p", ["id:b"], "w3", at(60), at(0)) == "claimed"
+
+
+    def test_published_wins_over_busy(self, store: Any) -> None:
+        store.claim_keys("p", ["id:a"], "w1", at(60), at(0))
+        store.mark_published("p", ["mid:<z@x>"], complete=True, event_id="e", at=at(0))
+        assert store.claim_keys("p", ["id:a", "mid:<z@x>"], "w2", at(60), at(1)) == "published"
+
+
+    def test_expired_claim_is_free(self, store: Any) -> None:
+        assert store.claim_keys("p", ["id:a"], "w1", at(10), at(0)) == "claimed"
+        assert store.claim_keys("p", ["id:a"], "w2", at(70), at(10)) == "busy"  # lease_until == now
+        assert store.claim_keys("p", ["id:a"], "w2", at(70), at(10.001)) == "claimed"
+        assert store.claim_keys("p", ["id:a"], "w1", at(80), at(20)) == "busy"
+
+
+    def test_release_keys(self, store: Any) -> None:
+        store.claim_keys("p", ["id:a", "id:b"], "w1", at(60), at(0))
+        store.release_keys("p", ["id:a", "id:b"], "intruder")
+        assert store.claim_keys("p", ["id:a"], "w2", at(60), at(1)) == "busy"
+        store.release_keys("p", ["id:a", "id:b"], "w1")
+        assert store.published_state("p", "id:a") is None
+        assert store.claim_keys("p", ["id:a", "id:b"], "w2", at(60), at(1)) == "claimed"
+        store.mark_published("p", ["id:a", "id:b"], complete=True, event_id="e", at=at(2))
+        store.release_keys("p", ["id:a", "id:b"], "w2")
+        assert store.published_state("p", "id:a") == "complete"
+        assert store.claim_keys("p", ["id:a"], "w3", at(60), at(3)) == "published"
+
+
+    def test_minimal_publish_can_be_followed_by_complete(self, store: Any) -> None:
+        keys = ["id:m1", "mid:<m@x>"]
+        store.claim_keys("p", keys, "w1", at(60), at(0))
+        store.mark_published("p", keys, complete=False, event_id="ev-min", at=at(1))
+        assert store.published_state("p", "id:m1") == "minimal"
+        # The minimal record drops the claim, and can be claimed again for the complete event.
+        assert store.claim_keys("p", keys, "w2", at(60), at(2)) == "claimed"
+        assert store.claim_keys("p", keys, "w3", at(60), at(3)) == "busy"
+        store.release_keys("p", keys, "w2")
+        assert store.published_state("p", "id:m1") == "minimal"  # release keeps the minimal mark
+        assert store.claim_keys("p", keys, "w3", at(60), at(3)) == "claimed"
+        store.mark_published("p", keys, complete=True, event_id="ev-full", at=at(4))
+        assert store.published_state("p", "id:m1") == "complete"
+        # A late minimal event never downgrades a complete one.
+        store.mark_published("p", keys, complete=False, event_id="ev-min", at=at(5))
+        assert store.published_state("p", "id:m1") == "complete"
+        assert store.claim_keys("p", keys, "w4", at(60), at(6)) == "published"
+
+
+    def test_mark_published_without_claim_and_duplicate_keys(self, store: Any) -> None:
+        store.mark_published("p", ["id:x", "id:x"], complete=True, event_id="e", at=at(0))
+        assert store.published_state("p", "id:x") == "complete"
+        assert store.claim_keys("p", ["id:y", "id:y"], "w", at(60), at(0)) == "claimed"
+        assert store.claim_keys("p", [], "w", at(60), at(0)) == "claimed"
+
+
+    # ------------------------------------------------------------------------------ jobs
+
+
+    def test_enqueue_coalesces_pending_unique_keys(self, store: Any) -> None:
+        assert store.enqueue_job(job("a", unique_key="hist:g-1")) is True
+        assert store.enqueue_job(job("b", unique_key="hist:g-1")) is False
+        assert store.enqueue_job(job("a")) is False  # same id
+        assert store.count_jobs() == 1
+        # A running job does not block a new one: it may have read its input already.
+        assert [j.id for j in claim(store, "w1", now=0)] == ["a"]
+        assert store.enqueue_job(job("c", unique_key="hist:g-1")) is True
+        assert store.enqueue_job(job("d", unique_key="hist:g-1")) is False
+        assert store.enqueue_job(job("e", unique_key=None)) is True
+        assert store.enqueue_job(job("f", unique_key=None)) is True
+        assert store.count_jobs() == 4
+
+
+    def test_claim_order_availability_and_fields(self, store: Any) -> None:
+        store.enqueue_job(job("late", available=30))
+        store.enqueue_job(job("first", available=-20))
+        store.enqueue_job(job("second", available=-10))
+        store.enqueue_job(job("future", available=3600))
+        claimed = claim(store, "w1", now=40, lease=7200, limit=2)
+        assert [j.id for j in claimed] == ["first", "second"]
+        for item in claimed:
+            assert item.status == "running"
+            assert item.worker_id == "w1"
+            assert item.lease_until == at(7240)
+            assert item.payload["nested"] == {"n": [1, 2]}
+            assert item.available_at.tzinfo is not None
+        assert [j.id for j in claim(store, "w2", now=40, lease=7200)] == ["late"]
+        assert claim(store, "w3", now=40) == []
+        assert [j.id for j in claim(store, "w3", now=3600)] == ["future"]
+        assert store.count_jobs(status="running") == 4
+        assert claim(store, "w1", now=0, limit=0) == []
+
+
+    def test_expired_job_lease_is_claimed_again(self, store: Any) -> None:
+        store.enqueue_job(job("a"))
+        assert [j.id for j in claim(store, "w1", now=0, lease=30)] == ["a"]
+        assert claim(store, "w2", now=30) == []  # lease_until == now: still held
+        again = claim(store, "w2", now=31)
+        assert [j.id for j in again] == ["a"]
+        assert again[0].worker_id == "w2"
+        assert again[0].attempts == 1  # the lapsed lease counts as a failed attempt
+        assert again[0].last_error
+
+
+    def test_retry_job(self, store: Any) -> None:
+        store.enqueue_job(job("a"))
+        claim(store, "w1", now=0)
+        store.retry_job("a", error="throttled", available_at=at(120))
+        (listed,) = store.list_jobs(status="pending")
+        assert listed.attempts == 1
+        assert listed.last_error == "throttled"
+        assert listed.available_at == at(120)
+        assert listed.worker_id is None
+        assert listed.lease_until is None
+        assert claim(store, "w1", now=119) == []
+        assert [j.attempts for j in claim(store, "w1", now=120)] == [1]
+        store.retry_job("a", error="again", available_at=at(200))
+        assert store.list_jobs()[0].attempts == 2
+        store.retry_job("missing", error="x", available_at=at(0))  # unknown id: no-op
+
+
+    def test_bury_and_complete_job(self, store: Any) -> None:
+        store.enqueue_job(job("a", unique_key="k"))
+        store.enqueue_job(job("b"))
+        claim(store, "w1", now=0)
+        store.bury_job("a", error="poison message")
+        store.complete_job("b")
+        assert claim(store, "w2", now=10_000) == []
+        (dead,) = store.list_jobs(status="dead")
+        assert dead.id == "a"
+        assert dead.last_error == "poison message"
+        assert store.count_jobs(status="dead") == 1
+        assert store.count_jobs(status="done") == 0  # completed jobs are deleted
+        assert store.count_jobs() == 1
+        assert store.jobs_summary() == {"dead": 1}
+        # A dead job does not block its unique key.
+        assert store.enqueue_job(job("c", unique_key="k")) is True
+        store.complete_job("missing")
+        store.bury_job("missing", error="x")
+
+
+    def test_claim_filters(self, store: Any) -> None:
+        store.enqueue_job(job("m1", available=1))
+        store.enqueue_job(job("g1", available=2, kind="gmail_history", provider_id="g-1"))
+        store.enqueue_job(job("s1", available=3, kind="sync", provider_id="g-1"))
+        store.enqueue_job(job("s2", available=4, kind="sync", provider_id="ms-1"))
+        assert [j.id for j in claim(store, "w", now=10, kinds=["sync"], provider_ids=["g-1"])] == [
+            "s1"
+        ]
+        assert [j.id for j in claim(store, "w", now=10, provider_ids=["ms-1"])] == ["m1", "s2"]
+        assert claim(store, "w", now=10, kinds=[]) == []
+        assert [j.id for j in claim(store, "w", now=10, kinds=["gmail_history", "sync"])] == ["g1"]
+
+
+    def test_list_and_count_jobs(self, store: Any) -> None:
+        for index in range(5):
+            store.enqueue_job(job(f"j{index}", available=index,
+                                  provider_id="g-1" if index % 2 else "ms-1"))
+        claim(store, "w", now=1, limit=1)
+        assert store.count_jobs() == 5
+        assert store.count_jobs(status="pending") == 4
+        assert store.count_jobs(status="running") == 1
+        assert [j.id for j in store.list_jobs(provider_id="g-1")] == ["j1", "j3"]
+        assert [j.id for j in store.list_jobs(status="pending", limit=2)] == ["j1", "j2"]
+        assert store.jobs_summary() == {"pending": 4, "running": 1}
+
+
+    # ------------------------------------------------------------------------------ locks, meta
+
+
+    def test_locks(self, store: Any) -> None:
+        assert store.acquire_lock("refresh:ms-1", "a", until=at(30), now=at(0)) is True
+        assert store.acquire_lock("refresh:ms-1", "b", until=at(60), now=at(10)) is False
+        assert store.acquire_lock("refresh:ms-1", "a", until=at(90), now=at(10)) is True  # extend
+        assert store.acquire_lock("refresh:ms-1", "b", until=at(120), now=at(90)) is False
+        assert store.acquire_lock("other", "b", until=at(60), now=at(10)) is True
+        store.release_lock("refresh:ms-1", "b")  # not b's: ignored
+        assert store.acquire_lock("refresh:ms-1", "b", until=at(120), now=at(50)) is False
+        store.release_lock("refresh:ms-1", "a")
+        assert store.acquire_lock("refresh:ms-1", "b", until=at(120), now=at(50)) is True
+
+
+    def test_expired_lock_is_taken(self, store: Any) -> None:
+        assert store.acquire_lock("sweep", "a", until=at(30), now=at(0)) is True
+        assert store.acquire_lock("sweep", "b", until=at(90), now=at(31)) is True
+        assert store.acquire_lock("sweep", "a", until=at(90), now=at(32)) is False
+
+
+    def test_meta(self, store: Any) -> None:
+        assert store.get_meta("p", "k") is None
+        store.set_meta("p", "k", "v1")
+        store.set_meta("q", "k", "other")
+        assert store.get_meta("p", "k") == "v1"
+        store.set_meta("p", "k", "v2")
+        assert store.get_meta("p", "k") == "v2"
+        store.set_meta("p", "k", None)
+        assert store.get_meta("p", "k") is None
+        assert store.get_meta("q", "k") == "other"
+        store.set_meta("p", "missing", None)
+        store.set_meta("p", "empty", "")
+        assert store.get_meta("p", "empty") == ""
+
+
+    # ------------------------------------------------------------------------------ threads
+
+
+    def test_threads_never_double_claim_jobs(self, store: Any) -> None:
+        total = 120
+        for index in range(total):
+            store.enqueue_job(job(f"j{index:03d}", available=index % 7))
+        claimed: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def worker(index: int) -> None:
+            while True:
+                batch = claim(store, f"w{index}", now=100, limit=3)
+                if not batch:
+                    return
+                with lock:
+                    claimed.extend((index, j.id) for j in batch)
+
+        _run_threads(8, worker)
+        counts = Counter(job_id for _, job_id in claimed)
+        assert len(counts) == total
+        assert set(counts.values()) == {1}
+        assert store.count_jobs(status="running") == total
+
+
+    def test_threads_never_double_claim_keys(self, store: Any) -> None:
+        messages = 40
+        outcomes: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def worker(index: int) -> None:
+            for message in range(messages):
+                keys = [f"id:{message}", f"mid:<{message}@x>"]
+                outcome = store.claim_keys("p", keys, f"w{index}", at(60), at(0))
+                with lock:
+                    outcomes.append((message, outcome))
+
+        _run_threads(6, worker)
+        winners = Counter(message for message, outcome in outcomes if outcome == "claimed")
+        assert winners == Counter(range(messages))
+        assert Counter(outcome for _, outcome in outcomes)["busy"] == messages * 5
+
+
+    def test_threads_single_lock_winner(self, store: Any) -> None:
+        results: list[bool] = []
+        lock = threading.Lock()
+
+        def worker(index: int) -> None:
+            taken = store.acquire_lock("renewal", f"w{index}", until=at(60), now=at(0))
+            with lock:
+                results.append(taken)
+
+        _run_threads(8, worker)
+        assert results.count(True) == 1
