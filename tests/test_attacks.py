@@ -224,7 +224,7 @@ def test_push_from_the_mailbox_own_subscription_is_queued(site: Site) -> None:
                             subscription="projects/my-project/subscriptions/gmail-push")
     assert site.push(body).status_code == 204
     jobs = site.store.list_jobs()
-    assert [(job.kind, job.provider_id) for job in jobs] == [("gmail_history", GMAIL_PROVIDER)]
+    assert [(job.kind, job.provider_id) for job in jobs] == [("cursor", GMAIL_PROVIDER)]
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ class FakePush(PushSource):
         if request.headers.get("X-Fake-Secret") != config.push_secret:
             return _plain(403, "bad secret")
         now = self._clock()
-        self._enqueue(Job(kind="graph_message", provider_id=config.provider_id,
+        self._enqueue(Job(kind="message", provider_id=config.provider_id,
                           payload={"message_id": data["message_id"]}, available_at=now,
                           created_at=now))
         self._record_push({config.provider_id}, now)
@@ -343,7 +343,7 @@ def test_the_wsgi_app_mounts_the_third_provider() -> None:
                "HTTP_X_FAKE_SECRET": "s3cret"}
     b"".join(app(environ, start_response))
     assert seen["status"].startswith("202")
-    assert [j.kind for j in store.list_jobs()] == ["graph_message"]
+    assert [j.kind for j in store.list_jobs()] == ["message"]
 
 
 def test_the_cli_lists_syncs_and_renews_the_third_provider(

@@ -101,7 +101,7 @@ def test_signed_push_becomes_a_history_job(handler: WebhookHandler, store: Any, 
     response = handler.handle_google(push(signer.push_token(AUDIENCE, PUSH_SA)))
     assert response.status == 204
     [job] = jobs_of(store)
-    assert job.kind == "gmail_history"
+    assert job.kind == "cursor"
     assert job.provider_id == GMAIL_PROVIDER
     assert job.payload == {"history_id": 2000}
     assert job.unique_key == f"gmail-history:{GMAIL_PROVIDER}"

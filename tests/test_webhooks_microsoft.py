@@ -119,7 +119,7 @@ def test_created_notification_becomes_one_job(handler: WebhookHandler, store: An
     response = handler.handle_microsoft(graph_post(graph_item("MSG-1")))
     assert response.status == 202
     [job] = jobs_of(store)
-    assert job.kind == "graph_message"
+    assert job.kind == "message"
     assert job.provider_id == MS_PROVIDER
     assert job.payload == {"message_id": "MSG-1", "received_hint": T0.isoformat()}
     assert job.unique_key == f"graph:{MS_PROVIDER}:MSG-1"
@@ -388,7 +388,7 @@ def test_store_failure_is_503_and_other_items_still_stored(
     # Graph retries the batch; the message job coalesces, the lifecycle job now lands.
     store.fail_enqueue = set()
     assert handler.handle_microsoft(graph_post(lifecycle, graph_item("MSG-1"))).status == 202
-    assert sorted(j.kind for j in jobs_of(store)) == ["graph_message", "lifecycle"]
+    assert sorted(j.kind for j in jobs_of(store)) == ["lifecycle", "message"]
 
 
 def test_lookup_failure_is_503(store: Any) -> None:

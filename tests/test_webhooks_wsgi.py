@@ -179,7 +179,7 @@ def test_serve_in_thread_round_trip(server: Any) -> None:
         assert answer.status_code == 204
         answer = session.post(f"{running.url}/webhooks/microsoft", data=b"x" * 6000, timeout=5)
         assert answer.status_code == 413
-    assert sorted(j.kind for j in jobs_of(store)) == ["gmail_history", "graph_message"]
+    assert sorted(j.kind for j in jobs_of(store)) == ["cursor", "message"]
 
 
 def test_raw_http_answer_is_buffered_and_complete(server: Any) -> None:

@@ -44,6 +44,7 @@ import requests
 from .errors import (
     ConfigurationError,
     CredentialsMissingError,
+    MailParityError,
 )
 from .http import HttpClient, RetryPolicy
 from .models import (
@@ -330,7 +331,48 @@ class EmailProviderAdapter(abc.ABC, Generic[ConfigT]):
 
     @abc.abstractmethod
     def test_connection(self) -> ConnectionTestResult:
-        """Check the mailbox can be read; errors come back as ``success=False``."""
+        """Check the mailbox can be read; errors come back as ``success=False``, never raised.
+        Providers apply :meth:`mailbox_mismatch` to the identity the token belongs to, and
+        :meth:`connection_failed` to what a check raised."""
+
+    def mailbox_mismatch(self, identities: Sequence[str]) -> ConnectionTestResult | None:
+        """The one mailbox rule of ``test_connection``: the token's identities (addresses the
+        provider reports for the signed-in account) must include the configured mailbox,
+        compared after ``strip()`` and ``casefold()``. None when one does; otherwise a failed
+        result, code ``mailbox_mismatch``, naming both and reporting the observed mailbox."""
+        wanted = self.config.mailbox.strip().casefold()
+        names = [name.strip() for name in identities if name and name.strip()]
+        if any(name.casefold() == wanted for name in names):
+            return None
+        observed = names[0] if names else None
+        return ConnectionTestResult(
+            success=False,
+            code="mailbox_mismatch",
+            mailbox=observed,
+            error=(
+                f"the credentials belong to {observed or 'an unknown account'}, but the provider"
+                f" is configured for {self.config.mailbox}"
+            ),
+        )
+
+    def connection_failed(
+        self, error: BaseException, *, mailbox: str | None = None
+    ) -> ConnectionTestResult:
+        """The failed ``test_connection`` result of ``error``: a library error with its status,
+        code and request id; anything else logged and reported by type only (a foreign
+        exception's text may quote a request and its token)."""
+        if isinstance(error, MailParityError):
+            return ConnectionTestResult(
+                success=False, error=error.message, code=error.code, status=error.status,
+                request_id=error.request_id, mailbox=mailbox,
+            )
+        log.error(
+            "provider %s: connection test failed: %s", self.config.provider_id,
+            type(error).__name__, exc_info=error,
+        )
+        return ConnectionTestResult(
+            success=False, error=f"unexpected error: {type(error).__name__}", mailbox=mailbox
+        )
 
     # ------------------------------------------------------------------ catch-up (cursor)
 

@@ -572,8 +572,11 @@ def provider_config_to_storage(config: ProviderConfigBase) -> dict[str, Any]:
 
 
 JobKind: TypeAlias = Literal[
-    "graph_message",  # payload {"message_id"}: fetch, dedupe, publish, mark processed
-    "gmail_history",  # payload {"history_id"}: history from the stored cursor, then each message
+    "message",  # payload {"message_id"}: fetch, dedupe, publish, mark processed
+    "cursor",  # a push moved the provider's cursor: catch up from the stored one, then each message
+    # The former, provider-named kinds of "message" and "cursor": still run (jobs stored before).
+    "graph_message",
+    "gmail_history",
     "lifecycle",  # payload {"event", "subscription_id"}: act on a Graph lifecycle notification
     "sync",  # payload {"reason"}: catch-up sync of one provider
     "message_retry",  # payload {"message_id"}: a message whose minimal event went out

@@ -110,6 +110,10 @@ _AUTH_PUBLISHED = "auth-failure:published"  # the occurrence whose event went ou
 #: The longest ``Retry-After`` a job waits for (a day); longer values are taken as broken.
 MAX_RETRY_AFTER = 86_400.0
 
+#: Job kinds of one message, and of a catch-up from the stored cursor (with their former names).
+_MESSAGE_KINDS = frozenset({"message", "message_retry", "graph_message"})
+_CURSOR_KINDS = frozenset({"cursor", "sync", "gmail_history"})
+
 _LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 
 
@@ -324,9 +328,9 @@ class Processor:
     def _dispatch(
         self, job: Job, provider: AnyProviderConfig, adapter: EmailProviderAdapter[Any]
     ) -> None:
-        if job.kind in ("graph_message", "message_retry"):
+        if job.kind in _MESSAGE_KINDS:
             self._run_message_job(job, provider, adapter)
-        elif job.kind in ("gmail_history", "sync"):
+        elif job.kind in _CURSOR_KINDS:
             self._run_cursor_job(job, provider, adapter)
         elif job.kind == "lifecycle":
             self._run_lifecycle_job(job, provider, adapter)

@@ -734,28 +734,14 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
         """``getProfile``: the token works and belongs to ``config.mailbox``. Never raises."""
         try:
             profile = self._profile()
-        except MailParityError as exc:
-            return ConnectionTestResult(
-                success=False, error=exc.message, code=exc.code, status=exc.status,
-                request_id=exc.request_id,
-            )
         except Exception as exc:  # the contract: reported, never raised
-            return ConnectionTestResult(
-                success=False, error=f"unexpected error: {type(exc).__name__}"
-            )
+            return self.connection_failed(exc)
         address = profile.get("emailAddress")
         if not isinstance(address, str) or not address:
             return ConnectionTestResult(
                 success=False, error="Gmail getProfile answered without emailAddress"
             )
-        if address.strip().lower() != self.config.mailbox.strip().lower():
-            return ConnectionTestResult(
-                success=False,
-                mailbox=address,
-                code="mailbox_mismatch",
-                error=(
-                    f"the credentials belong to {address}, but the provider is configured for"
-                    f" {self.config.mailbox}"
-                ),
-            )
+        mismatch = self.mailbox_mismatch([address])
+        if mismatch is not None:
+            return mismatch
         return ConnectionTestResult(success=True, mailbox=address)

@@ -9,7 +9,7 @@ Pub/Sub envelope.
 * the envelope must be a Pub/Sub push (``400`` otherwise). A message whose data is not Gmail's
   ``{"emailAddress", "historyId"}``, an unknown mailbox, a push from another subscription than
   the mailbox's configured ``pubsub_subscription_name``, or a stale ``historyId`` is acknowledged
-  (``204``) and logged: redelivering it could never help. Otherwise a ``gmail_history`` job is
+  (``204``) and logged: redelivering it could never help. Otherwise a ``cursor`` job is
   stored (duplicate pushes coalesce on its unique key) and the answer is ``204``; ``503`` when the
   store failed.
 
@@ -340,7 +340,7 @@ class GmailPush(PushSource):
             return _empty(204)
         try:
             self._enqueue(Job(
-                kind="gmail_history",
+                kind="cursor",
                 provider_id=pid,
                 payload={"history_id": history_id},
                 unique_key=f"gmail-history:{pid}",

@@ -874,35 +874,17 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
                 names = [
                     str(me.get(key)) for key in ("mail", "userPrincipalName") if me.get(key)
                 ]
-                if not self.shared_mailbox and mailbox.casefold() not in {
-                    n.casefold() for n in names
-                }:
-                    signed_in = names[0] if names else "an unknown user"
-                    return ConnectionTestResult(
-                        success=False,
-                        error=(
-                            f"the token belongs to {signed_in}, but the configured mailbox is"
-                            f" {mailbox}"
-                        ),
-                        code="mailbox_mismatch",
-                        mailbox=mailbox,
-                    )
+                mismatch = None if self.shared_mailbox else self.mailbox_mismatch(names)
+                if mismatch is not None:
+                    return mismatch
             else:
                 self._call("GET", "", params={"$select": "id,mail,userPrincipalName"})
             self._call(
                 "GET", f"/mailFolders/{_q(self.config.folder)}/messages",
                 params={"$top": "1", "$select": "id"},
             )
-        except MailParityError as exc:
-            return ConnectionTestResult(
-                success=False, error=exc.message, code=exc.code, status=exc.status,
-                request_id=exc.request_id, mailbox=mailbox,
-            )
-        except Exception as exc:  # never raise from a connection test; no details (secrets)
-            log.exception("provider %s: connection test failed", self.config.provider_id)
-            return ConnectionTestResult(
-                success=False, error=f"unexpected error: {type(exc).__name__}", mailbox=mailbox
-            )
+        except Exception as exc:  # never raise from a connection test
+            return self.connection_failed(exc, mailbox=mailbox)
         return ConnectionTestResult(success=True, mailbox=mailbox)
 
     # ------------------------------------------------------------------ catch-up (delta)

@@ -323,7 +323,7 @@ class GraphPush(PushSource):
         if message_id is None:
             return _ItemOutcome("no message id", pid)
         return self._graph_job(Job(
-            kind="graph_message",
+            kind="message",
             provider_id=pid,
             payload={"message_id": message_id, "received_hint": now.isoformat()},
             unique_key=f"graph:{pid}:{message_id}",
