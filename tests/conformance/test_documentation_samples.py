@@ -375,7 +375,7 @@ def test_pubsub_push_sample_with_the_gmail_guides_data_schedules_history(
         answer = handler.handle_google(_post(PUBSUB_PUSH, Authorization=f"Bearer {token}"))
     assert answer.status in (200, 204)  # an acknowledgement Pub/Sub accepts
     [job] = store.list_jobs(status="pending")
-    assert job.kind == "gmail_history"
+    assert job.kind == "cursor"
     assert int(job.payload["history_id"]) == 9876543210
 
     # The same push without the OIDC token Pub/Sub adds is refused.
