@@ -398,7 +398,8 @@ def test_tnef_blob_wrapped_in_a_generated_message(corpus_dir: Path) -> None:
     )
     parsed = parse_mime(raw)
     assert parsed.text == "See the attachment."
-    [tnef] = parsed.attachments
+    tnef, inside = parsed.attachments  # the blob is kept; its file is unpacked beside it
+    assert (inside.part_id, inside.name, inside.size) == ("2.0.1", "AUTHORS", 244)
     assert (tnef.part_id, tnef.name) == ("2", "winmail.dat")
     assert tnef.content_type == "application/ms-tnef"
     assert tnef.payload == blob

@@ -290,3 +290,56 @@ def test_too_deep_multipart_keeps_what_was_read_and_says_so() -> None:
 def test_well_formed_mail_has_no_defects() -> None:
     raw = b"Subject: ok\nContent-Type: text/plain\n\nfine\n"
     assert _read(raw).defects == []
+
+
+# ------------------------------------------------------------------------------ TNEF
+
+
+def _wrapped_tnef(blob: bytes) -> bytes:
+    encoded = base64.encodebytes(blob).replace(b"\n", b"\r\n")
+    return (
+        b"From: Outlook User <user@example.com>\r\nTo: support@example.com\r\n"
+        b"Subject: TNEF\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="t"\r\n\r\n'
+        b"--t\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+        b'--t\r\nContent-Type: application/ms-tnef; name="winmail.dat"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--t--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "files"),
+    [
+        ("tnefparse__one-file.tnef", [("AUTHORS", "application/octet-stream", 244)]),
+        ("tnefparse__unicode-mapi-attr.tnef", [("example.dat", "application/octet-stream", 1024)]),
+        ("tnefparse__body.tnef", []),
+    ],
+)
+def test_tnef_files_become_attachments_and_the_blob_is_kept(
+    name: str, files: list[tuple[str, str, int]]
+) -> None:
+    blob = (require_corpus() / "mime" / "tnef" / name).read_bytes()
+    parsed = parse_mime(_wrapped_tnef(blob))
+    winmail, *inside = parsed.attachments
+    assert (winmail.name, winmail.payload) == ("winmail.dat", blob)
+    assert [(a.name, a.content_type, a.size) for a in inside] == files
+    assert [a.part_id for a in inside] == [f"2.0.{n}" for n in range(1, len(files) + 1)]
+    assert all(len(a.payload) == a.size for a in inside)
+
+
+def test_damaged_tnef_keeps_the_blob_and_says_so() -> None:
+    blob = (require_corpus() / "mime" / "tnef" / "tnefparse__one-file.tnef").read_bytes()
+    message = _read(_wrapped_tnef(blob[:40]))
+    assert [a.name for a in message.attachments] == ["winmail.dat"]
+    assert message.defects == ["TNEF attachment without files (or unreadable)"]
+
+
+def test_tnef_files_are_the_same_on_both_gmail_paths() -> None:
+    from test_parity import fetched_raw
+
+    blob = (require_corpus() / "mime" / "tnef" / "tnefparse__one-file.tnef").read_bytes()
+    result = fetched_raw(_wrapped_tnef(blob))
+    for path in ("gmail_full", "gmail_raw", "mime"):
+        assert [a.name for a in result.messages[path].attachments] == ["winmail.dat", "AUTHORS"]
+        assert result.contents[path] == result.contents["mime"]
+    assert len(result.contents["mime"][1]) == 244

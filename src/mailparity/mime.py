@@ -32,6 +32,7 @@ from .html import html_to_text
 from .models import Attachment, EmailAddress, EmailBody, EmailMessage, Header
 
 __all__ = [
+    "TNEF_TYPES",
     "HtmlReferences",
     "MimeAttachment",
     "ParsedMime",
@@ -49,6 +50,8 @@ __all__ = [
     "parse_address_list",
     "parse_mime",
     "parse_msg_ids",
+    "tnef_available",
+    "tnef_files",
     "unfold",
 ]
 
@@ -1522,6 +1525,28 @@ class _Walker:
         )
         self.attachments.append(attachment)
         self.related.append((attachment, _header_str(part, "content-location").strip()))
+        if ctype in TNEF_TYPES or display.lower() == "winmail.dat":
+            self._unpack_tnef(payload, path)
+
+    def _unpack_tnef(self, payload: bytes, path: str) -> None:
+        """The files inside an Outlook ``winmail.dat`` become attachments too (ids
+        ``{path}.0.{n}``: position 0 never names a MIME part); the TNEF part itself is kept."""
+        files = tnef_files(payload)
+        if files is None:
+            return  # the optional ``tnef`` extra is not installed: the blob stays as it is
+        if not files and payload:
+            self.defect("TNEF attachment without files (or unreadable)")
+        for index, (name, data) in enumerate(files, start=1):
+            ctype = (mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream")
+            self.attachments.append(
+                MimeAttachment(
+                    part_id=f"{path}.0.{index}",
+                    name=attachment_name(name, None, ctype, len(self.attachments) + 1),
+                    content_type=ctype.lower(),
+                    size=len(data),
+                    payload=data,
+                )
+            )
 
     def finish_inline(self) -> None:
         """Apply the one inline rule (:func:`is_inline_part`), reading the HTML once."""
@@ -1548,6 +1573,42 @@ def _declared_charset(message: email.message.Message) -> str | None:
     except Exception:
         return None
     return None
+
+
+#: Content types of Outlook's TNEF (``winmail.dat``).
+TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+
+
+def tnef_available() -> bool:
+    """Whether the optional ``tnef`` extra (tnefparse) is installed."""
+    try:
+        import tnefparse  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tnef_files(data: bytes) -> list[tuple[str, bytes]] | None:
+    """The files inside a TNEF blob (Outlook's ``winmail.dat``) as ``(name, bytes)``, in order.
+
+    None when the optional ``tnef`` extra (tnefparse) is not installed; ``[]`` when the blob
+    holds no file or cannot be read (a damaged blob never raises)."""
+    try:
+        from tnefparse import TNEF
+    except ImportError:
+        return None
+    try:
+        tnef = TNEF(data, do_checksum=False)
+        found: list[tuple[str, bytes]] = []
+        for item in tnef.attachments:
+            content = item.data if isinstance(item.data, bytes) else b""
+            name = item.long_filename()
+            if isinstance(name, bytes):
+                name = decode_bytes(name, None)
+            found.append((_CONTROL.sub("", str(name or "")).strip(), content))
+    except Exception:  # a damaged blob (tnefparse raises on truncated objects): no files
+        return []
+    return found
 
 
 def enclosed_subject(payload: bytes) -> str | None:

@@ -248,6 +248,9 @@ class _FullWalker:
         elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
             return
 
+        if ctype in mime.TNEF_TYPES and mime.tnef_available():
+            # The files inside winmail.dat are read from its bytes, as the raw path reads them.
+            raise UnrepresentableError("TNEF attachment: unpacked from the raw message")
         attachment_id = body.get("attachmentId")
         ident = (
             attachment_id
