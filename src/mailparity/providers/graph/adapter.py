@@ -14,7 +14,7 @@ import re
 import secrets as _secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlparse
 
@@ -22,12 +22,10 @@ import requests
 from pydantic import SecretStr
 
 from ... import mime
-from ...adapter import EmailProviderAdapter, SyncBatch
 from ...errors import (
     AuthError,
     BadRequestError,
     ConfigurationError,
-    CursorExpiredError,
     MailParityError,
     NotFoundError,
     PermissionDeniedError,
@@ -48,14 +46,19 @@ from ...models import (
     WebhookSubscription,
     utcnow,
 )
-from ...protocols import MetaStore
-from ...urlpath import path_segment
 from .auth import (
     build_msal_app,
     missing_refresh_token,
     no_tokens,
     run_token_call,
     tokens_from_result,
+)
+from .delta import (
+    BASELINE_MARGIN,
+    DELTA_PAGE_SIZE,
+    MAX_DELTA_PAGES,
+    RESYNC_MARGIN,
+    DeltaCatchUp,
 )
 from .errors import graph_map_error
 from .messages import (
@@ -66,26 +69,26 @@ from .messages import (
     graph_message_to_email,
     parse_graph_datetime,
 )
+from .paths import segment as _q
 from .subscriptions import (
     message_ids_from_notification,
     subscription_expiry,
     subscription_resource,
 )
 
-__all__ = ["IMMUTABLE_ID_PREFER", "MicrosoftGraphAdapter"]
+__all__ = [
+    "BASELINE_MARGIN",
+    "DELTA_PAGE_SIZE",
+    "IMMUTABLE_ID_PREFER",
+    "MAX_DELTA_PAGES",
+    "RESYNC_MARGIN",
+    "MicrosoftGraphAdapter",
+]
 
 log = logging.getLogger("mailparity.graph")
 
 #: Sent on every Graph request (ids then survive moves between folders).
 IMMUTABLE_ID_PREFER = 'IdType="ImmutableId"'
-#: Delta page size asked for with ``Prefer: odata.maxpagesize``.
-DELTA_PAGE_SIZE = 100
-#: A delta round never needs more pages than this; more means a link loop on Graph's side.
-MAX_DELTA_PAGES = 1000
-#: How far before the last cursor commit a restarted (410) delta looks back.
-RESYNC_MARGIN = timedelta(hours=1)
-#: The baseline taken at registration starts this long before "now" (clock skew with Graph).
-BASELINE_MARGIN = timedelta(minutes=5)
 #: Requests in one JSON $batch (Graph refuses more).
 GRAPH_BATCH_LIMIT = 20
 #: Chunk size of streamed attachment downloads.
@@ -101,7 +104,6 @@ WELL_KNOWN_FOLDERS = frozenset(
         "serverfailures", "syncissues",
     }
 )
-_META_COMMIT = "graph_delta_committed_at:"
 _GLOBAL_GRAPH = "https://graph.microsoft.com"
 
 
@@ -129,13 +131,6 @@ def _cid_references(html: str | None) -> set[str]:
 _MESSAGE_QUERY = urlencode({"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND})
 
 
-def _q(value: str, what: str = "Graph id") -> str:
-    """A path segment: ids keep ``=`` (Graph's own links do too), everything else is escaped.
-
-    Raises BadRequestError for a dot segment or another id that would change the path."""
-    return path_segment(value, what, provider="microsoft", safe="=")
-
-
 def _mid(message_id: str) -> str:
     return _q(message_id, "Graph message id")
 
@@ -148,7 +143,7 @@ def _sid(subscription_id: str) -> str:
     return _q(subscription_id, "Graph subscription id")
 
 
-class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
+class MicrosoftGraphAdapter(DeltaCatchUp):
     """The Microsoft Graph adapter (see API.md section 3).
 
     Args:
@@ -886,209 +881,3 @@ class MicrosoftGraphAdapter(EmailProviderAdapter[MicrosoftProviderConfig]):
         except Exception as exc:  # never raise from a connection test
             return self.connection_failed(exc, mailbox=mailbox)
         return ConnectionTestResult(success=True, mailbox=mailbox)
-
-    # ------------------------------------------------------------------ catch-up (delta)
-
-    def _delta_start(self) -> tuple[str, dict[str, str]]:
-        url = self._url(f"/mailFolders/{_q(self.config.folder)}/messages/delta")
-        # changeType=created keeps our own isRead/category PATCHes out of later rounds; like every
-        # query option it is encoded into the delta token, so it is sent on the first request only.
-        return url, {"$select": "id,receivedDateTime", "changeType": "created"}
-
-    def _read_delta(
-        self, url: str, params: Mapping[str, str] | None
-    ) -> tuple[list[tuple[str, datetime | None]], str]:
-        """Follow nextLinks to the deltaLink; return (id, receivedDateTime) of live items."""
-        headers = {"Prefer": f"{IMMUTABLE_ID_PREFER}, odata.maxpagesize={DELTA_PAGE_SIZE}"}
-        items: list[tuple[str, datetime | None]] = []
-        seen_links: set[str] = set()
-        next_url, next_params = url, params
-        for _ in range(MAX_DELTA_PAGES):
-            self._check_link(next_url)
-            data = self._json(self._call("GET", next_url, params=next_params, headers=headers))
-            for item in data.get("value") or []:
-                if not isinstance(item, Mapping) or "@removed" in item:
-                    continue
-                item_id = item.get("id")
-                if isinstance(item_id, str) and item_id:
-                    items.append((item_id, parse_graph_datetime(item.get("receivedDateTime"))))
-            delta_link = data.get("@odata.deltaLink")
-            if isinstance(delta_link, str) and delta_link:
-                self._check_link(delta_link)
-                return items, delta_link
-            next_link = data.get("@odata.nextLink")
-            if not isinstance(next_link, str) or not next_link or next_link in seen_links:
-                raise ProviderUnavailableError(
-                    "Graph delta page without a usable nextLink or deltaLink",
-                    provider=self.provider,
-                )
-            seen_links.add(next_link)
-            next_url, next_params = next_link, None
-        raise ProviderUnavailableError(
-            f"Graph delta did not end within {MAX_DELTA_PAGES} pages", provider=self.provider
-        )
-
-    @staticmethod
-    def _ordered_ids(items: list[tuple[str, datetime | None]]) -> list[str]:
-        floor = datetime.min.replace(tzinfo=None)
-        ordered = sorted(
-            enumerate(items),
-            key=lambda pair: (
-                (pair[1][1].replace(tzinfo=None) if pair[1][1] else floor), pair[0]
-            ),
-        )
-        result: list[str] = []
-        seen: set[str] = set()
-        for _, (item_id, _when) in ordered:
-            if item_id not in seen:
-                seen.add(item_id)
-                result.append(item_id)
-        return result
-
-    def _last_commit(self, folder: str) -> datetime | None:
-        if not isinstance(self.store, MetaStore):
-            return None
-        raw = self.store.get_meta(self.config.provider_id, _META_COMMIT + folder)
-        return parse_graph_datetime(raw) if raw else None
-
-    def fetch_changes(self) -> SyncBatch:
-        """Read the folder's delta from the saved deltaLink (nothing is saved here).
-
-        * No deltaLink yet: a baseline round; no ids (the mailbox is not replayed),
-          ``baseline=True``.
-        * Later rounds: the ids of messages created since, oldest first, ``@removed`` skipped.
-        * The deltaLink expired (410 ``syncStateNotFound``): the folder's delta restarts bounded
-          by ``$filter=receivedDateTime ge T`` (Graph allows exactly this filter on message delta),
-          T = the last commit minus one hour, recorded in the store's MetaStore; the ids it finds
-          come back with ``full_sync=True`` (the pipeline dedupes them). Without a MetaStore or a
-          recorded commit the restart is a plain baseline (``baseline=True``).
-
-        The new ``{folder: deltaLink}`` is in ``cursor``; :meth:`commit_cursor` saves it once
-        every message has been handled.
-        """
-        folder = self.config.folder
-        stored = self.config.delta_links.get(folder)
-        start_url, start_params = self._delta_start()
-        if stored is None:
-            _, link = self._read_delta(start_url, start_params)
-            return SyncBatch([], {folder: link}, expected=None, baseline=True)
-        try:
-            items, link = self._read_delta(stored, None)
-            return SyncBatch(self._ordered_ids(items), {folder: link}, expected=stored)
-        except CursorExpiredError as exc:
-            log.warning(
-                "provider %s: delta token of %s expired (%s); restarting the folder",
-                self.config.provider_id, folder, exc.code,
-            )
-        since = self._last_commit(folder)
-        if since is None:
-            _, link = self._read_delta(start_url, start_params)
-            return SyncBatch([], {folder: link}, expected=stored, baseline=True)
-        bound = (since - RESYNC_MARGIN).strftime("%Y-%m-%dT%H:%M:%SZ")
-        params = {**start_params, "$filter": f"receivedDateTime ge {bound}"}
-        items, link = self._read_delta(start_url, params)
-        return SyncBatch(self._ordered_ids(items), {folder: link}, expected=stored, full_sync=True)
-
-    def establish_delta_baseline(self) -> bool:
-        """Take and save the folder's delta starting point now, unless it already has one.
-
-        Gmail's watch fixes its history cursor at registration; this is Graph's equivalent, so
-        that a later :meth:`fetch_changes` returns every message that arrived after this call,
-        even when its notification was dropped before the first catch-up sync.
-
-        The round is bounded by ``$filter=receivedDateTime ge T`` (the one filter Graph allows
-        on message delta), so it lists a few minutes of mail, not the whole folder. The filter
-        is encoded in the delta token for good, so T must never be later than Graph's own
-        clock: T is the earlier of our clock and the newest message's ``receivedDateTime``
-        (Exchange stamps it), minus :data:`BASELINE_MARGIN`. A clock of ours running fast thus
-        cannot hide new mail. An empty folder gets an unfiltered round (it is cheap).
-
-        The deltaLink goes to ``config.delta_links`` and the commit time to the MetaStore,
-        exactly as :meth:`commit_cursor` saves them. Returns True when a baseline was saved,
-        False when the folder already had a deltaLink (or another worker saved one meanwhile).
-        """
-        folder = self.config.folder
-        fresh = self.store.get_provider(self.config.provider_id)
-        links = (
-            fresh.delta_links if isinstance(fresh, MicrosoftProviderConfig)
-            else self.config.delta_links
-        )
-        if links.get(folder):
-            return False
-        start_url, params = self._delta_start()
-        bound = self._baseline_bound()
-        if bound is not None:
-            params = {**params, "$filter": f"receivedDateTime ge {bound}"}
-        _, link = self._read_delta(start_url, params)
-        saved = self.commit_cursor(SyncBatch([], {folder: link}, expected=None, baseline=True))
-        if saved:
-            log.info("provider %s: delta baseline of %s taken", self.config.provider_id, folder)
-        return saved
-
-    def _baseline_bound(self) -> str | None:
-        """T of :meth:`establish_delta_baseline` in Graph's filter syntax; None: empty folder."""
-        data = self._json(
-            self._call(
-                "GET", f"/mailFolders/{_q(self.config.folder)}/messages",
-                params={
-                    "$top": "1", "$orderby": "receivedDateTime desc",
-                    "$select": "receivedDateTime",
-                },
-            )
-        )
-        value = data.get("value")
-        if not isinstance(value, list) or not value:
-            return None
-        bound = self.clock()
-        first = value[0]
-        newest = parse_graph_datetime(first.get("receivedDateTime")) if isinstance(
-            first, Mapping
-        ) else None
-        if newest is not None and newest < bound:
-            bound = newest
-        return (bound - BASELINE_MARGIN).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def _baseline_at_registration(self) -> None:
-        """:meth:`establish_delta_baseline`, without letting a failed read block the
-        subscription: push still works, and the first catch-up sync takes the baseline then
-        (the behaviour before this existed). Auth and configuration errors are raised; the
-        subscription request would meet them anyway."""
-        try:
-            self.establish_delta_baseline()
-        except (AuthError, ConfigurationError):
-            raise
-        except MailParityError as exc:
-            log.warning(
-                "provider %s: could not take the delta baseline of %s at registration (%s);"
-                " the first catch-up sync takes it",
-                self.config.provider_id, self.config.folder, exc.code or exc.status or
-                type(exc).__name__,
-            )
-
-    def commit_cursor(self, batch: SyncBatch) -> bool:
-        """Save the batch's deltaLink(s) if the stored one is still what the batch started from
-        (False, nothing saved, when another worker moved it meanwhile). Best effort: the check
-        and the save are two store calls."""
-        cursor = batch.cursor
-        if not isinstance(cursor, Mapping) or not cursor:
-            raise ValueError("SyncBatch.cursor must be a {folder: deltaLink} mapping")
-        fresh = self.store.get_provider(self.config.provider_id)
-        links = dict(
-            fresh.delta_links if isinstance(fresh, MicrosoftProviderConfig)
-            else self.config.delta_links
-        )
-        for folder in cursor:
-            if links.get(folder) != batch.expected:
-                log.info(
-                    "provider %s: delta cursor of %s moved meanwhile; not committed",
-                    self.config.provider_id, folder,
-                )
-                return False
-        links.update({str(k): str(v) for k, v in cursor.items()})
-        self.save_config_changes({"delta_links": links})
-        if isinstance(self.store, MetaStore):
-            for folder in cursor:
-                self.store.set_meta(
-                    self.config.provider_id, _META_COMMIT + str(folder), self.clock().isoformat()
-                )
-        return True
