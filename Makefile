@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo docs bench clean services-up services-down
+.PHONY: venv test lint typecheck pytest demo docs schema bench clean services-up services-down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir build/site
+
+# Regenerates the shipped event JSON Schema after a model changed (tests/test_events.py fails
+# until the file is current).
+schema: $(STAMP)
+	$(BIN)/python -c "from mailparity.events import write_event_schema; write_event_schema()"
 
 # Installs what it compares against (the `bench` extra), runs with PostgreSQL started for the
 # multi-process latency cases, and rewrites docs/benchmarks.md.

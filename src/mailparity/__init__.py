@@ -32,6 +32,10 @@ _EXPORTS: dict[str, str] = {
     "ProviderConfig": "models",
     "Job": "models",
     "event_id_for": "models",
+    "EVENT_SCHEMA_VERSION": "models",
+    # events on the wire
+    "parse_event": "events",
+    "load_event_schema": "events",
     # errors
     "MailParityError": "errors",
     "ConfigurationError": "errors",
@@ -53,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "WebhookValidationError": "errors",
     "WebhookAuthenticationError": "errors",
     "PermanentMessageError": "errors",
+    "EventParseError": "errors",
     "TLSVerificationError": "errors",
     # protocols
     "CredentialStore": "protocols",
@@ -92,6 +97,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "EVENT_SCHEMA_VERSION",
     "App",
     "Attachment",
     "AuthError",
@@ -111,6 +117,7 @@ __all__ = [
     "EmailProviderAdapter",
     "EmailProviderAuthFailed",
     "EventLimits",
+    "EventParseError",
     "EventPublisher",
     "GmailAdapter",
     "GmailProviderConfig",
@@ -162,6 +169,8 @@ __all__ = [
     "__version__",
     "create_adapter",
     "event_id_for",
+    "load_event_schema",
+    "parse_event",
 ]
 
 
@@ -188,6 +197,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         CredentialsMissingError,
         CursorExpiredError,
+        EventParseError,
         MailParityError,
         NotFoundError,
         PermanentMessageError,
@@ -204,9 +214,11 @@ if TYPE_CHECKING:
         WebhookError,
         WebhookValidationError,
     )
+    from .events import load_event_schema, parse_event
     from .http import RetryPolicy
     from .maintenance import Maintenance, MaintenanceReport
     from .models import (
+        EVENT_SCHEMA_VERSION,
         Attachment,
         ConnectionTestResult,
         EmailAddress,

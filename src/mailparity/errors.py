@@ -25,7 +25,8 @@ on it without parsing messages. Messages never contain tokens, client secrets or
     ├── WebhookError                  a webhook request was refused
     │   ├── WebhookValidationError    malformed request (400 / 413)
     │   └── WebhookAuthenticationError  missing or invalid push credentials (401 / 403)
-    └── PermanentMessageError         this message can never be processed (poison message)
+    ├── PermanentMessageError         this message can never be processed (poison message)
+    └── EventParseError               parse_event: not an event this library knows (also ValueError)
 
 Transient errors are :class:`ThrottledError` and :class:`ProviderUnavailableError`; see
 :func:`is_transient`.
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "CredentialsMissingError",
     "CursorExpiredError",
+    "EventParseError",
     "MailParityError",
     "MissingExtraError",
     "NotFoundError",
@@ -213,6 +215,12 @@ class WebhookAuthenticationError(WebhookError):
 
 class PermanentMessageError(MailParityError):
     """This message can never be processed; it is reported and stops blocking its mailbox."""
+
+
+class EventParseError(MailParityError, ValueError):
+    """:func:`~mailparity.events.parse_event` got no event of this library: not JSON, not an
+    object, an unknown ``eventType``, a ``schemaVersion`` newer than this library, or fields that
+    do not validate. The message names what is wrong (field locations, never field values)."""
 
 
 def is_transient(error: BaseException) -> bool:

@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "EVENT_NAMESPACE",
+    "EVENT_SCHEMA_VERSION",
     "GRAPH_MAX_SUBSCRIPTION_MINUTES",
     "Attachment",
     "ConnectionTestResult",
@@ -112,6 +113,9 @@ class _Model(BaseModel):
         extra="ignore",
         validate_assignment=False,
         defer_build=True,
+        # Every key is always in the JSON (None included), so the serialization schema (the
+        # shipped event schema) says so: a consumer may rely on each key being present.
+        json_schema_serialization_defaults_required=True,
     )
 
 
@@ -402,9 +406,16 @@ def _halve(message: EmailMessage, field: str) -> EmailMessage | None:
     return message.model_copy(update={attribute: items[: len(items) // 2]})
 
 
+#: The version of the events' JSON shape, sent as ``schemaVersion`` in every event. Adding a key
+#: keeps it; it goes up only when a key is removed or changes meaning, so a consumer can refuse an
+#: event newer than it understands (:func:`mailparity.events.parse_event` does).
+EVENT_SCHEMA_VERSION = 1
+
+
 class _Event(_Model):
     event_id: str
     event_type: str
+    schema_version: int = EVENT_SCHEMA_VERSION
     occurred_at: datetime = Field(default_factory=utcnow)
     tenant_id: str
     provider_id: str
