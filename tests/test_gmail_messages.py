@@ -406,3 +406,24 @@ def test_batch_item_401_refreshes_once(clock: Any) -> None:
     results = adapter.get_messages_details(["m1"])
     assert results["m1"].id == "m1"
     assert clock.sleeps == []
+
+
+def test_full_tree_is_walked_by_the_shared_walker_at_any_depth() -> None:
+    """One walker over both views: a Gmail tree nested deeper than the walker's flag depth is
+    read whole, as raw MIME is (it used to stop silently at depth 40)."""
+    from mailparity.mime import MAX_DEPTH
+    from mailparity.providers.gmail.messages import message_from_full
+
+    leaf: dict[str, Any] = {
+        "mimeType": "text/plain",
+        "headers": [{"name": "Content-Type", "value": "text/plain; charset=utf-8"}],
+        "body": {"size": 4, "data": "ZGVlcA"},
+    }
+    part = leaf
+    for _ in range(MAX_DEPTH + 10):
+        part = {"mimeType": "multipart/mixed", "headers": [], "body": {"size": 0},
+                "parts": [part]}
+    part["headers"] = [{"name": "Subject", "value": "deep"}]
+    config = GmailProviderConfig(provider_id=PID, tenant="t1", mailbox="support@example.com")
+    message = message_from_full({"id": "m1", "threadId": "t1", "payload": part}, config)
+    assert (message.subject, message.body.text) == ("deep", "deep")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.generator import BytesGenerator
 from io import BytesIO
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 from .html import html_to_text
@@ -36,6 +37,9 @@ __all__ = [
     "HtmlReferences",
     "MimeAttachment",
     "ParsedMime",
+    "PartView",
+    "ShownPart",
+    "TreeWalker",
     "attachment_name",
     "build_email_message",
     "clean_header_text",
@@ -1374,21 +1378,87 @@ def _leaf_payload(part: email.message.Message) -> bytes:
 #: Nesting depth beyond which a message is flagged (it is still read, without recursion).
 MAX_DEPTH = 40
 
+PartT = TypeVar("PartT")
+ItemT = TypeVar("ItemT", bound="ShownPart")
+#: A part to walk: (part, path "1.2", the types of its containers, depth).
+Visit = tuple[PartT, str, tuple[str, ...], int]
 
-class _Walker:
-    """Depth-first walk of a parsed MIME tree: the first text/plain and text/html that are not
-    attachments become the bodies; every other leaf is an attachment (an attached message is
-    one leaf). The walk uses an explicit stack, so no nesting depth can exhaust recursion; parts
-    nested deeper than :data:`MAX_DEPTH` are still read, and the message says so in
-    ``defects``."""
 
-    def __init__(self, charset: str | None = None) -> None:
+class ShownPart(Protocol):
+    """What the inline rule needs of an attachment: its Content-ID, and the flag it sets."""
+
+    content_id: str | None
+    is_inline: bool
+
+
+class PartView(Protocol[PartT, ItemT]):
+    """How :class:`TreeWalker` reads one kind of part tree. Two views exist: the stdlib MIME
+    tree (raw mail, :func:`parse_mime`) and Gmail's ``format=full`` payload tree
+    (``providers/gmail/messages.py``); every rule about bodies, attachments, names and inline
+    parts lives in the walker, once."""
+
+    def content_type(self, part: PartT) -> str:
+        """The part's ``type/subtype`` (lower case, always valid)."""
+
+    def children(self, part: PartT, ctype: str) -> list[PartT] | None:
+        """The parts of a container (``[]`` for a multipart without usable parts); None for a
+        leaf (an attached message is a leaf)."""
+
+    def unsplit(
+        self, walker: TreeWalker[PartT, ItemT], part: PartT, visit: Visit[PartT]
+    ) -> list[Visit[PartT]]:
+        """A multipart whose parts could not be split: the parts recovered, or ``[]``."""
+
+    def header(self, part: PartT, name: str) -> str:
+        """The part's header ``name`` as text ("" when absent)."""
+
+    def names(self, part: PartT) -> tuple[str | None, str | None]:
+        """``(filename, name)``: the Content-Disposition and Content-Type file names."""
+
+    def body_text(self, walker: TreeWalker[PartT, ItemT], part: PartT) -> str:
+        """The decoded text of a body part."""
+
+    def enclosed_subject(self, part: PartT) -> str | None:
+        """The decoded subject of an attached message without a file name."""
+
+    def attachment(
+        self, part: PartT, path: str, name: str, ctype: str, content_id: str | None
+    ) -> ItemT:
+        """The attachment record of a leaf."""
+
+    def after_attachment(
+        self, walker: TreeWalker[PartT, ItemT], part: PartT, path: str, ctype: str, item: ItemT
+    ) -> None:
+        """Called after a leaf became an attachment (TNEF unpacking)."""
+
+
+def _location_name(location: str) -> str | None:
+    """The file name a Content-Location gives (MHTML names related parts only that way)."""
+    path_part = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    if "/" in path_part or "." in path_part:
+        return path_part.rsplit("/", 1)[-1]
+    return None
+
+
+class TreeWalker(Generic[PartT, ItemT]):
+    """The one walk of a message's part tree, over a :class:`PartView`.
+
+    Depth-first: the first text/plain and text/html that are not attachments become the
+    bodies; another rendering of a body already chosen inside a ``multipart/alternative``, an
+    empty filler part, and the alternative-only renderings (``text/enriched``,
+    ``text/watch-html``...) are dropped; every other leaf is an attachment (an attached message
+    is one leaf, named after its subject; a part without a file name takes the one its
+    Content-Location gives). :meth:`finish_inline` applies the one inline rule. The walk uses an
+    explicit stack, so no nesting depth exhausts recursion; parts nested deeper than
+    :data:`MAX_DEPTH` are still read and the message says so in ``defects``."""
+
+    def __init__(self, view: PartView[PartT, ItemT]) -> None:
+        self.view = view
         self.text: str | None = None
         self.html: str | None = None
-        self.attachments: list[MimeAttachment] = []
-        # (attachment, Content-Location) of parts that may be shown by the HTML.
-        self.related: list[tuple[MimeAttachment, str | None]] = []
-        self.charset = charset
+        self.attachments: list[ItemT] = []
+        # (attachment, Content-Location) of every attachment: the HTML may show any of them.
+        self.related: list[tuple[ItemT, str]] = []
         self.defects: list[str] = []
 
     def defect(self, text: str) -> None:
@@ -1396,49 +1466,96 @@ class _Walker:
         if text not in self.defects and len(self.defects) < 20:
             self.defects.append(text)
 
-    def walk(
-        self,
-        part: email.message.Message,
-        path: str,
-        parents: tuple[str, ...],
-        depth: int = 0,
-    ) -> None:
-        stack: list[tuple[email.message.Message, str, tuple[str, ...], int]] = [
-            (part, path, parents, depth)
-        ]
+    def walk(self, part: PartT, path: str = "", parents: tuple[str, ...] = ()) -> None:
+        """Walk the tree under ``part`` (its path and the types of its containers)."""
+        stack: list[Visit[PartT]] = [(part, path, parents, 0)]
         while stack:
-            current, where, above, level = stack.pop()
-            if level > MAX_DEPTH:
+            visit = stack.pop()
+            if visit[3] > MAX_DEPTH:
                 self.defect(f"multipart nested deeper than {MAX_DEPTH} levels")
-            for child in reversed(self._visit(current, where, above, level)):
-                stack.append(child)
+            stack.extend(reversed(self._visit(visit)))
 
-    def _visit(
-        self, part: email.message.Message, path: str, parents: tuple[str, ...], depth: int
-    ) -> list[tuple[email.message.Message, str, tuple[str, ...], int]]:
-        """Read one part; returns its children to walk (in order)."""
-        ctype = _content_type(part)
+    def _visit(self, visit: Visit[PartT]) -> list[Visit[PartT]]:
+        part, path, parents, depth = visit
+        ctype = self.view.content_type(part)
+        children = self.view.children(part, ctype)
+        if children is None:
+            self._leaf(part, path or "1", ctype, parents)
+            return []
+        if not children:
+            return self.view.unsplit(self, part, visit)
+        return [
+            (child, f"{path}.{position}" if path else str(position), (*parents, ctype), depth + 1)
+            for position, child in enumerate(children, start=1)
+        ]
+
+    def _leaf(self, part: PartT, path: str, ctype: str, parents: tuple[str, ...]) -> None:
+        view = self.view
+        disposition = view.header(part, "content-disposition").split(";", 1)[0].strip().lower()
+        filename, name = view.names(part)
+        in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not (
+            filename or name
+        ):
+            text = view.body_text(self, part)
+            slot = "text" if ctype == "text/plain" else "html"
+            current = self.text if slot == "text" else self.html
+            if current is None or not current.strip():
+                setattr(self, slot, text)
+                return
+            if in_alternative or not text.strip():
+                return  # another rendering of a body already chosen, or an empty filler part
+        elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
+            return
+        content_id = normalize_content_id(view.header(part, "content-id"))
+        location = view.header(part, "content-location").strip()
+        index = len(self.attachments) + 1
+        if ctype.startswith("message/") and not (filename or name):
+            display = message_attachment_name(view.enclosed_subject(part), ctype, index)
+        else:
+            if not (filename or name):
+                name = _location_name(location)
+            display = attachment_name(filename, name, ctype, index)
+        item = view.attachment(part, path, display, ctype, content_id)
+        self.attachments.append(item)
+        self.related.append((item, location))
+        view.after_attachment(self, part, path, ctype, item)
+
+    def finish_inline(self) -> None:
+        """Apply the one inline rule (:func:`is_inline_part`), reading the HTML once."""
+        references = HtmlReferences(self.html)
+        for item, location in self.related:
+            item.is_inline = references.shows(item.content_id, location)
+
+
+class _MimeView:
+    """:class:`PartView` of the stdlib MIME tree of raw mail."""
+
+    def __init__(self, charset: str | None = None) -> None:
+        self.charset = charset
+
+    def content_type(self, part: email.message.Message) -> str:
+        return _content_type(part)
+
+    def children(
+        self, part: email.message.Message, ctype: str
+    ) -> list[email.message.Message] | None:
         if part.is_multipart() and not ctype.startswith("message/"):
-            children = part.get_payload()
-            if not isinstance(children, list):
+            payload = part.get_payload()
+            if not isinstance(payload, list):
                 return []
-            usable = [c for c in children if isinstance(c, email.message.Message)]
-            if not usable:
-                return self._multipart_without_parts(part, path, parents, depth)
-            return [
-                (child, f"{path}.{position}" if path else str(position), (*parents, ctype),
-                 depth + 1)
-                for position, child in enumerate(usable, start=1)
-            ]
+            return [child for child in payload if isinstance(child, email.message.Message)]
         if ctype.startswith("multipart/"):
-            # Declared multipart but the parser found no parts (no boundary parameter).
-            return self._multipart_without_parts(part, path, parents, depth)
-        self._leaf(part, path or "1", ctype, parents)
-        return []
+            return []  # declared multipart but the parser found no parts (no boundary)
+        return None
 
-    def _multipart_without_parts(
-        self, part: email.message.Message, path: str, parents: tuple[str, ...], depth: int
-    ) -> list[tuple[email.message.Message, str, tuple[str, ...], int]]:
+    def unsplit(
+        self,
+        walker: TreeWalker[email.message.Message, MimeAttachment],
+        part: email.message.Message,
+        visit: Visit[email.message.Message],
+    ) -> list[Visit[email.message.Message]]:
+        _, path, parents, depth = visit
         raw = b""
         try:
             preamble = part.preamble or ""
@@ -1458,7 +1575,7 @@ class _Walker:
             reparsed = email.message_from_bytes(synthetic, policy=_POLICY)
             subparts = reparsed.get_payload()
             if reparsed.is_multipart() and isinstance(subparts, list) and subparts:
-                self.defect("multipart boundary not found; structure recovered")
+                walker.defect("multipart boundary not found; structure recovered")
                 return [
                     (child, f"{path}.{position}" if path else str(position),
                      (*parents, "multipart/mixed"), depth + 1)
@@ -1466,95 +1583,75 @@ class _Walker:
                     if isinstance(child, email.message.Message)
                 ]
         if raw.strip():
-            charset = _param(part, "charset")
-            text = decode_bytes(raw, charset)
-            if self.text is None or not self.text.strip():
-                self.text = text
+            text = decode_bytes(raw, _param(part, "charset"))
+            if walker.text is None or not walker.text.strip():
+                walker.text = text
         return []
 
-    def _leaf(
-        self, part: email.message.Message, path: str, ctype: str, parents: tuple[str, ...]
-    ) -> None:
-        disposition = _disposition(part)
-        filename = _param(part, "filename", "content-disposition", self.charset)
-        name = _param(part, "name", charset=self.charset)
-        payload = _leaf_payload(part)
-        in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
+    def header(self, part: email.message.Message, name: str) -> str:
+        return _header_str(part, name)
 
-        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not (
-            filename or name
-        ):
-            charset = _param(part, "charset")
-            text = decode_bytes(payload, charset)
-            trailer = _base64_trailer(part)
-            if trailer.strip():
-                # A mailing-list footer added in clear after a base64 body: part of the text.
-                self.defect("text after the end of a base64 body")
-                text = f"{text.rstrip()}\n\n{decode_bytes(trailer, charset).strip()}\n"
-            slot = "text" if ctype == "text/plain" else "html"
-            current = self.text if slot == "text" else self.html
-            if current is None or not current.strip():
-                setattr(self, slot, text)
-                return
-            if in_alternative or not text.strip():
-                return  # another rendering of a body already chosen, or an empty filler part
-        elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
-            return
-
-        content_id = normalize_content_id(_header_str(part, "content-id"))
-        if ctype.startswith("message/") and not (filename or name):
-            display = message_attachment_name(
-                enclosed_subject(payload), ctype, len(self.attachments) + 1
-            )
-        else:
-            if not (filename or name):
-                # MHTML and some clients name related parts only by their Content-Location.
-                location = _header_str(part, "content-location").strip()
-                path_part = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
-                if "/" in path_part or "." in path_part:
-                    name = path_part.rsplit("/", 1)[-1]
-            display = attachment_name(filename, name, ctype, len(self.attachments) + 1)
-        attachment = MimeAttachment(
-            part_id=path,
-            name=display,
-            content_type=ctype,
-            size=len(payload),
-            content_id=content_id,
-            is_inline=disposition == "inline",
-            payload=payload,
+    def names(self, part: email.message.Message) -> tuple[str | None, str | None]:
+        return (
+            _param(part, "filename", "content-disposition", self.charset),
+            _param(part, "name", charset=self.charset),
         )
-        self.attachments.append(attachment)
-        self.related.append((attachment, _header_str(part, "content-location").strip()))
-        if ctype in TNEF_TYPES or display.lower() == "winmail.dat":
-            self._unpack_tnef(payload, path)
 
-    def _unpack_tnef(self, payload: bytes, path: str) -> None:
-        """The files inside an Outlook ``winmail.dat`` become attachments too (ids
-        ``{path}.0.{n}``: position 0 never names a MIME part); the TNEF part itself is kept."""
-        files = tnef_files(payload)
-        if files is None:
-            return  # the optional ``tnef`` extra is not installed: the blob stays as it is
-        if not files and payload:
-            self.defect("TNEF attachment without files (or unreadable)")
-        for index, (name, data) in enumerate(files, start=1):
-            ctype = (mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream")
-            self.attachments.append(
-                MimeAttachment(
-                    part_id=f"{path}.0.{index}",
-                    name=attachment_name(name, None, ctype, len(self.attachments) + 1),
-                    content_type=ctype.lower(),
-                    size=len(data),
-                    payload=data,
-                )
+    def body_text(
+        self, walker: TreeWalker[email.message.Message, MimeAttachment],
+        part: email.message.Message,
+    ) -> str:
+        charset = _param(part, "charset")
+        text = decode_bytes(_leaf_payload(part), charset)
+        trailer = _base64_trailer(part)
+        if trailer.strip():
+            # A mailing-list footer added in clear after a base64 body: part of the text.
+            walker.defect("text after the end of a base64 body")
+            text = f"{text.rstrip()}\n\n{decode_bytes(trailer, charset).strip()}\n"
+        return text
+
+    def enclosed_subject(self, part: email.message.Message) -> str | None:
+        return enclosed_subject(_leaf_payload(part))
+
+    def attachment(
+        self, part: email.message.Message, path: str, name: str, ctype: str,
+        content_id: str | None,
+    ) -> MimeAttachment:
+        payload = _leaf_payload(part)
+        return MimeAttachment(
+            part_id=path, name=name, content_type=ctype, size=len(payload),
+            content_id=content_id, payload=payload,
+        )
+
+    def after_attachment(
+        self, walker: TreeWalker[email.message.Message, MimeAttachment],
+        part: email.message.Message, path: str, ctype: str, item: MimeAttachment,
+    ) -> None:
+        if ctype in TNEF_TYPES or item.name.lower() == "winmail.dat":
+            _unpack_tnef(walker, item.payload, path)
+
+
+def _unpack_tnef(
+    walker: TreeWalker[email.message.Message, MimeAttachment], payload: bytes, path: str
+) -> None:
+    """The files inside an Outlook ``winmail.dat`` become attachments too (ids
+    ``{path}.0.{n}``: position 0 never names a MIME part); the TNEF part itself is kept."""
+    files = tnef_files(payload)
+    if files is None:
+        return  # the optional ``tnef`` extra is not installed: the blob stays as it is
+    if not files and payload:
+        walker.defect("TNEF attachment without files (or unreadable)")
+    for index, (name, data) in enumerate(files, start=1):
+        ctype = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+        walker.attachments.append(
+            MimeAttachment(
+                part_id=f"{path}.0.{index}",
+                name=attachment_name(name, None, ctype, len(walker.attachments) + 1),
+                content_type=ctype.lower(),
+                size=len(data),
+                payload=data,
             )
-
-    def finish_inline(self) -> None:
-        """Apply the one inline rule (:func:`is_inline_part`), reading the HTML once."""
-        if not self.related:
-            return  # nothing to ask the HTML about: do not scan it
-        references = HtmlReferences(self.html)
-        for attachment, location in self.related:
-            attachment.is_inline = references.shows(attachment.content_id, location)
+        )
 
 
 def _declared_charset(message: email.message.Message) -> str | None:
@@ -1665,9 +1762,9 @@ def parse_mime(raw: bytes) -> ParsedMime:
         raw_headers.append(Header(name=clean_name, value=raw_value))
         headers.append(Header(name=clean_name, value=decode_header_value(raw_value)))
 
-    walker = _Walker(charset)
+    walker = TreeWalker(_MimeView(charset))
     try:
-        walker.walk(message, "", ())
+        walker.walk(message)
         walker.finish_inline()
     except Exception as exc:  # keep what was found; a hostile part must not lose the mail
         _log.debug("MIME walk stopped early: %s", type(exc).__name__)

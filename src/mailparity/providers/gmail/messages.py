@@ -2,10 +2,9 @@
 
 ``format=full`` gives a tree of ``MessagePart`` objects (``partId``, ``mimeType``, ``filename``,
 ``headers``, ``body {size, data?, attachmentId?}``, ``parts``), with bodies already transfer-decoded
-and base64url encoded. The walk below is depth-first: the first ``text/plain`` and the first
-``text/html`` that are not attachments become the bodies, whatever multipart containers (mixed,
-alternative, related, signed) they sit in; every other leaf is an attachment, ``message/rfc822``
-included (its inner parts are not walked: it is one attached message).
+and base64url encoded. The tree is walked by the shared :class:`mailparity.mime.TreeWalker`,
+the same walk as raw MIME (bodies, attachments, names and the inline rule are written once);
+this module only supplies the view of Gmail's tree (``_GmailView``).
 
 When the tree cannot be represented (no payload, a body that Gmail moved behind an attachmentId,
 undecodable data, a leaf without any address) :class:`UnrepresentableError` is raised and the
@@ -18,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.message import Message
@@ -41,13 +41,6 @@ __all__ = [
 
 #: Attachment ids that address a part (inline data, or any part of the raw message).
 PART_PREFIX = "part:"
-_BODY_TYPES = ("text/plain", "text/html")
-#: Renderings a multipart/alternative may carry besides plain and HTML; never attachments there.
-_ALTERNATIVE_ONLY = frozenset(
-    {"text/enriched", "text/richtext", "text/watch-html", "text/x-watch-html", "text/x-amp-html"}
-)
-
-
 class UnrepresentableError(Exception):
     """The structured payload cannot be turned into a message faithfully: use ``format=raw``."""
 
@@ -110,15 +103,6 @@ def _params(part: Mapping[str, Any]) -> Message:
     return holder
 
 
-def _mime_type(part: Mapping[str, Any], holder: Message) -> str:
-    value = part.get("mimeType")
-    if isinstance(value, str) and "/" in value:
-        return value.strip().lower()
-    if holder.get("Content-Type"):
-        return holder.get_content_type()
-    return "text/plain"
-
-
 def _param(holder: Message, name: str, header: str = "content-type") -> str | None:
     """A Content-Type / Content-Disposition parameter; RFC 2231 values decoded."""
     try:
@@ -135,11 +119,6 @@ def _param(holder: Message, name: str, header: str = "content-type") -> str | No
             raw = str(text).encode("utf-8", "surrogateescape")
         return mime.decode_bytes(raw, charset or None)
     return email.utils.unquote(str(value))
-
-
-def _disposition(part: Mapping[str, Any]) -> str:
-    value = _header(part, "Content-Disposition") or ""
-    return value.split(";", 1)[0].strip().lower()
 
 
 def _part_bytes(part: Mapping[str, Any]) -> bytes | None:
@@ -183,74 +162,69 @@ def _enclosed_subject(part: Mapping[str, Any]) -> str | None:
     raise UnrepresentableError("attached message without its headers")
 
 
-class _FullWalker:
-    """The structured twin of the shared MIME walker: same body choice, same attachment list,
-    same part paths ("1.2": 1-based positions), same inline rule."""
+_MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 
-    def __init__(self) -> None:
-        self.text: str | None = None
-        self.html: str | None = None
-        self.attachments: list[Attachment] = []
-        self.related: list[tuple[int, str]] = []
 
-    def walk(
-        self, part: Mapping[str, Any], path: str, parents: tuple[str, ...], depth: int = 0
-    ) -> None:
-        if depth > 40:
-            return
+class _GmailView:
+    """:class:`mailparity.mime.PartView` of Gmail's ``format=full`` payload tree: the shared
+    :class:`~mailparity.mime.TreeWalker` applies every rule; only what is Gmail's own lives
+    here (bodies already transfer-decoded as base64url ``data``, large parts behind an
+    ``attachmentId``, Gmail's ``filename`` field, and when only the raw bytes can tell)."""
+
+    def content_type(self, part: Mapping[str, Any]) -> str:
+        value = part.get("mimeType")
+        if isinstance(value, str):
+            match = _MIME_TYPE.match(value.strip().lower())
+            if match is not None:
+                return match.group(0)
         holder = _params(part)
-        ctype = _mime_type(part, holder)
-        if ctype.startswith("multipart/"):
-            usable = _children(part)
-            if not usable:
-                body = part.get("body") or {}
-                if isinstance(body, Mapping) and (body.get("data") or body.get("attachmentId")):
-                    # Content but no parts: Gmail could not split it; the raw bytes can.
-                    raise UnrepresentableError("multipart without parts")
-                return
-            for position, child in enumerate(usable, start=1):
-                child_path = f"{path}.{position}" if path else str(position)
-                self.walk(child, child_path, (*parents, ctype), depth + 1)
-            return
-        self._leaf(part, holder, path or "1", ctype, parents)
+        return holder.get_content_type() if holder.get("Content-Type") else "text/plain"
 
-    def _leaf(
-        self,
-        part: Mapping[str, Any],
-        holder: Message,
-        path: str,
-        ctype: str,
-        parents: tuple[str, ...],
-    ) -> None:
-        disposition = _disposition(part)
+    def children(self, part: Mapping[str, Any], ctype: str) -> list[Mapping[str, Any]] | None:
+        return _children(part) if ctype.startswith("multipart/") else None
+
+    def unsplit(
+        self, walker: mime.TreeWalker[Mapping[str, Any], Attachment], part: Mapping[str, Any],
+        visit: mime.Visit[Mapping[str, Any]],
+    ) -> list[mime.Visit[Mapping[str, Any]]]:
+        body = part.get("body") or {}
+        if isinstance(body, Mapping) and (body.get("data") or body.get("attachmentId")):
+            # Content but no parts: Gmail could not split it; the raw bytes can.
+            raise UnrepresentableError("multipart without parts")
+        return []
+
+    def header(self, part: Mapping[str, Any], name: str) -> str:
+        return _header(part, name) or ""
+
+    def names(self, part: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        holder = _params(part)
         filename = _param(holder, "filename", "content-disposition")
         name = _param(holder, "name")
         if not (filename or name) and isinstance(part.get("filename"), str) and part["filename"]:
             # Gmail's own reading of the name: only when the headers name no file themselves.
             filename = str(part["filename"])
-        in_alternative = bool(parents) and parents[-1] == "multipart/alternative"
+        return filename, name
+
+    def body_text(
+        self, walker: mime.TreeWalker[Mapping[str, Any], Attachment], part: Mapping[str, Any]
+    ) -> str:
         body = part.get("body") or {}
         if not isinstance(body, Mapping):
             raise UnrepresentableError("body is not an object")
+        if body.get("attachmentId") and not body.get("data"):
+            # A large body Gmail moved behind an attachment id: raw has it inline.
+            raise UnrepresentableError("body part stored as attachment")
+        return mime.decode_bytes(_part_bytes(part) or b"", _param(_params(part), "charset"))
 
-        if ctype in _BODY_TYPES and disposition != "attachment" and not (filename or name):
-            if body.get("attachmentId") and not body.get("data"):
-                # A large body Gmail moved behind an attachment id: raw has it inline.
-                raise UnrepresentableError("body part stored as attachment")
-            text = mime.decode_bytes(_part_bytes(part) or b"", _param(holder, "charset"))
-            slot = "text" if ctype == "text/plain" else "html"
-            current = self.text if slot == "text" else self.html
-            if current is None or not current.strip():
-                setattr(self, slot, text)
-                return
-            if in_alternative or not text.strip():
-                return
-        elif in_alternative and ctype in _ALTERNATIVE_ONLY and not (filename or name):
-            return
+    def enclosed_subject(self, part: Mapping[str, Any]) -> str | None:
+        return _enclosed_subject(part)
 
-        if ctype in mime.TNEF_TYPES and mime.tnef_available():
-            # The files inside winmail.dat are read from its bytes, as the raw path reads them.
-            raise UnrepresentableError("TNEF attachment: unpacked from the raw message")
+    def attachment(
+        self, part: Mapping[str, Any], path: str, name: str, ctype: str, content_id: str | None
+    ) -> Attachment:
+        body = part.get("body") or {}
+        if not isinstance(body, Mapping):
+            raise UnrepresentableError("body is not an object")
         attachment_id = body.get("attachmentId")
         ident = (
             attachment_id
@@ -260,38 +234,17 @@ class _FullWalker:
         size = body.get("size")
         if not isinstance(size, int) or isinstance(size, bool):
             size = len(_part_bytes(part) or b"")
-        index = len(self.attachments) + 1
-        if ctype.startswith("message/") and not (filename or name):
-            display = mime.message_attachment_name(_enclosed_subject(part), ctype, index)
-        else:
-            if not (filename or name):
-                location = (_header(part, "Content-Location") or "").strip()
-                path_part = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
-                has_path = "/" in path_part or "." in path_part
-                name = path_part.rsplit("/", 1)[-1] if has_path else None
-            display = mime.attachment_name(filename, name, ctype, index)
-        self.attachments.append(
-            Attachment(
-                id=ident,
-                name=display,
-                content_type=ctype,
-                size=size,
-                content_id=mime.normalize_content_id(_header(part, "Content-ID")),
-                is_inline=disposition == "inline",
-            )
+        return Attachment(
+            id=ident, name=name, content_type=ctype, size=size, content_id=content_id
         )
-        location = (_header(part, "Content-Location") or "").strip()
-        self.related.append((len(self.attachments) - 1, location))
 
-    def finish_inline(self) -> None:
-        if not self.related:
-            return  # nothing to ask the HTML about: do not scan it
-        references = mime.HtmlReferences(self.html)
-        for index, location in self.related:
-            attachment = self.attachments[index]
-            inline = references.shows(attachment.content_id, location)
-            if inline != attachment.is_inline:
-                self.attachments[index] = attachment.model_copy(update={"is_inline": inline})
+    def after_attachment(
+        self, walker: mime.TreeWalker[Mapping[str, Any], Attachment], part: Mapping[str, Any],
+        path: str, ctype: str, item: Attachment,
+    ) -> None:
+        if ctype in mime.TNEF_TYPES and mime.tnef_available():
+            # The files inside winmail.dat are read from its bytes, as the raw path reads them.
+            raise UnrepresentableError("TNEF attachment: unpacked from the raw message")
 
 
 def _check_header_text(payload: Mapping[str, Any]) -> None:
@@ -360,8 +313,8 @@ def message_from_full(
     _check_header_text(payload)
     raw_headers = [Header(name=n, value=mime.unfold(v)) for n, v in pairs]
     headers = [Header(name=n, value=mime.decode_header_value(v)) for n, v in pairs]
-    walker = _FullWalker()
-    walker.walk(payload, "", ())
+    walker = mime.TreeWalker(_GmailView())
+    walker.walk(payload)
     walker.finish_inline()
     return mime.build_email_message(
         id=message_id,
