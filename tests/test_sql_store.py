@@ -76,7 +76,7 @@ def test_migrations_apply_to_an_empty_database(engine: sa.Engine) -> None:
     assert set(sa.inspect(engine).get_table_names()) >= EXPECTED_TABLES
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT version, name FROM schema_version")).all()
-    assert [tuple(row) for row in rows] == [(1, "v0001_initial")]
+    assert [tuple(row) for row in rows] == [(1, "v0001_initial"), (2, "v0002_retention")]
 
 
 def test_migrations_are_idempotent(engine: sa.Engine) -> None:
@@ -152,6 +152,30 @@ def test_auto_upgrade_migrates_then_works(engine: sa.Engine) -> None:
     assert store.get_meta("p1", "k") == "v"
     # A second store on the migrated database needs no upgrade.
     assert SqlStore(engine).get_meta("p1", "k") == "v"
+
+
+def test_version_1_database_is_upgraded_and_its_meta_stamped(engine: sa.Engine) -> None:
+    """Meta rows written under schema 1 survive the upgrade and count as set at the upgrade."""
+    from mailparity.protocols import PruneCutoffs
+
+    upgrade(engine, target=1)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO meta (provider_id, key, value) VALUES ('p', 'msg-dead:m1', 'gave up')"
+        )
+    upgrade(engine)
+    store = SqlStore(engine)
+    assert store.get_meta("p", "msg-dead:m1") == "gave up"
+    long_ago = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    cutoffs = PruneCutoffs(
+        dedupe_before=long_ago, done_jobs_before=long_ago, dead_jobs_before=long_ago,
+        meta_before=long_ago, meta_prefixes=("msg-dead:",),
+    )
+    assert store.prune(cutoffs)["meta"] == 0
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    assert store.prune(
+        PruneCutoffs(long_ago, long_ago, long_ago, later, ("msg-dead:",))
+    )["meta"] == 1
 
 
 def test_newer_schema_is_refused(engine: sa.Engine) -> None:

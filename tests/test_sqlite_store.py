@@ -171,7 +171,34 @@ def test_schema_version_is_recorded_once(tmp_path: Path) -> None:
         rows = raw.execute("SELECT version FROM schema_version").fetchall()
     finally:
         raw.close()
-    assert rows == [(SCHEMA_VERSION,)]
+    assert rows == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_version_1_file_is_upgraded_and_its_meta_stamped(tmp_path: Path) -> None:
+    """A file written by a release with schema 1 (no ``meta.updated_at``) keeps its meta values;
+    they count as set at the upgrade, so the retention sweep does not prune them at once."""
+    from mailparity.protocols import PruneCutoffs
+    from mailparity.stores.sqlite import _MIGRATIONS
+
+    path = tmp_path / "v1.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+    for statement in _MIGRATIONS[0][1]:
+        raw.execute(statement)
+    raw.execute("INSERT INTO schema_version VALUES (1, 0)")
+    raw.execute("INSERT INTO meta VALUES ('p', 'msg-dead:m1', 'gave up')")
+    raw.commit()
+    raw.close()
+    with SqliteStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.get_meta("p", "msg-dead:m1") == "gave up"
+        long_ago = T0 - timedelta(days=3650)
+        cutoffs = PruneCutoffs(
+            dedupe_before=long_ago, done_jobs_before=long_ago, dead_jobs_before=long_ago,
+            meta_before=long_ago, meta_prefixes=("msg-dead:",),
+        )
+        assert store.prune(cutoffs)["meta"] == 0
+        assert store.get_meta("p", "msg-dead:m1") == "gave up"
 
 
 def test_existing_empty_database_is_upgraded(tmp_path: Path) -> None:

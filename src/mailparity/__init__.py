@@ -94,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "Worker": "worker",
     "Maintenance": "maintenance",
     "MaintenanceReport": "maintenance",
+    "RetentionPolicy": "maintenance",
 }
 
 __all__ = [
@@ -147,6 +148,7 @@ __all__ = [
     "ProviderStore",
     "ProviderUnavailableError",
     "PublishError",
+    "RetentionPolicy",
     "RetryPolicy",
     "SecretStore",
     "SqlStore",
@@ -216,7 +218,7 @@ if TYPE_CHECKING:
     )
     from .events import load_event_schema, parse_event
     from .http import RetryPolicy
-    from .maintenance import Maintenance, MaintenanceReport
+    from .maintenance import Maintenance, MaintenanceReport, RetentionPolicy
     from .models import (
         EVENT_SCHEMA_VERSION,
         Attachment,

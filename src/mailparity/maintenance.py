@@ -10,6 +10,9 @@ most 4230 minutes; Gmail watches expire after 7 days. :class:`Maintenance` runs,
   after taking it, so several processes running the sweep at once renew each provider once;
 * silence detection: a mailbox without a push (and without a catch-up) for longer than
   ``silence_after`` gets a catch-up ``sync`` job;
+* retention: dedupe keys, finished and dead jobs and per-message bookkeeping older than the ages
+  of a :class:`RetentionPolicy` are deleted (stores implementing
+  :class:`~mailparity.protocols.RetentionStore`, every shipped one does);
 * the lifecycle and sync jobs themselves are run by the :class:`~mailparity.processing.Processor`
   (``run_jobs=True``), through the same dedupe and publish path as pushed messages.
 """
@@ -29,15 +32,59 @@ import requests
 
 from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
 from .models import Job, utcnow
-from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
+from .protocols import (
+    AnyProviderConfig,
+    EventPublisher,
+    PruneCutoffs,
+    RetentionStore,
+    SecretStore,
+    StateStore,
+)
 from .providers import create_adapter, spec_for, specs
 
-__all__ = ["Maintenance", "MaintenanceReport"]
+__all__ = ["Maintenance", "MaintenanceReport", "RetentionPolicy"]
 
 log = logging.getLogger("mailparity.maintenance")
 
 LAST_PUSH_META = "last_push_at"
 LAST_SYNC_META = "last_sync_at"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long finished state is kept before the maintenance sweep deletes it.
+
+    Every default is longer than any window in which the same message can come back: Pub/Sub
+    keeps an unacknowledged push for at most 31 days, Gmail history records live about a week
+    (often longer), Graph retries a notification for up to 4 hours, and the catch-up syncs replay
+    at most what those cursors still cover. A dedupe key pruned before a redelivery could let the
+    same message publish twice, so keep ``dedupe`` above the longest of them.
+
+    Attributes:
+        dedupe: dedupe keys, counted from their publish (45 days).
+        done_jobs: finished jobs a store keeps (the shipped stores delete them at once; 7 days).
+        dead_jobs: buried jobs, kept for ``mailparity jobs`` and inspection (30 days).
+        message_meta: per-message bookkeeping (failure counters, give-up marks; 45 days: a
+            give-up mark stops a catch-up from fetching a poison message again, as a dedupe key
+            does for a published one).
+    """
+
+    dedupe: timedelta = timedelta(days=45)
+    done_jobs: timedelta = timedelta(days=7)
+    dead_jobs: timedelta = timedelta(days=30)
+    message_meta: timedelta = timedelta(days=45)
+
+    def cutoffs(self, now: datetime) -> PruneCutoffs:
+        """The instants before which a store prunes, as of ``now``."""
+        from .processing import MESSAGE_META_PREFIXES
+
+        return PruneCutoffs(
+            dedupe_before=now - self.dedupe,
+            done_jobs_before=now - self.done_jobs,
+            dead_jobs_before=now - self.dead_jobs,
+            meta_before=now - self.message_meta,
+            meta_prefixes=MESSAGE_META_PREFIXES,
+        )
 
 
 @dataclass
@@ -50,12 +97,15 @@ class MaintenanceReport:
     failed: dict[str, str] = field(default_factory=dict)
     syncs_enqueued: list[str] = field(default_factory=list)
     jobs_run: int = 0
+    #: Rows deleted by the retention pass, by kind (empty when it did not run).
+    pruned: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for logs and the command line."""
         return (
             f"renewed={len(self.renewed)} created={len(self.created)} skipped={len(self.skipped)}"
             f" failed={len(self.failed)} syncs={len(self.syncs_enqueued)} jobs={self.jobs_run}"
+            f" pruned={sum(self.pruned.values())}"
         )
 
 
@@ -99,6 +149,8 @@ class Maintenance:
         sleep: injectable for tests (no real waiting).
         adapter_factory: builds an adapter from a config (``create_adapter`` by default).
         processor: the Processor that runs the jobs (one is made on first use when None).
+        retention: the ages after which finished state is pruned (:class:`RetentionPolicy`'s
+            defaults); None turns pruning off.
     """
 
     def __init__(
@@ -114,6 +166,7 @@ class Maintenance:
         sleep: Callable[[float], None] = time.sleep,
         adapter_factory: Callable[..., Any] = create_adapter,
         processor: Any = None,
+        retention: RetentionPolicy | None = RetentionPolicy(),
         **renewal_settings: timedelta,
     ) -> None:
         known = {name for spec in specs() for name in spec.renewal_settings()}
@@ -131,6 +184,7 @@ class Maintenance:
         self.sleep = sleep
         self.adapter_factory = adapter_factory
         self._processor = processor
+        self.retention = retention
         self.owner = f"maintenance-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     @property
@@ -310,12 +364,30 @@ class Maintenance:
                 self.enqueue_sync(config.provider_id, "requested", report)
         return report
 
+    def prune(self, report: MaintenanceReport | None = None) -> MaintenanceReport:
+        """Delete finished state older than the retention policy's ages (nothing when retention
+        is off or the store does not implement ``RetentionStore``, which is logged)."""
+        report = report or MaintenanceReport()
+        if self.retention is None:
+            return report
+        if not isinstance(self.store, RetentionStore):
+            log.warning(
+                "maintenance: %s has no prune(); finished state is kept forever",
+                type(self.store).__name__,
+            )
+            return report
+        counts = self.store.prune(self.retention.cutoffs(self.clock()))
+        for kind, count in counts.items():
+            report.pruned[kind] = report.pruned.get(kind, 0) + int(count)
+        return report
+
     def run_once(self, *, run_jobs: bool = True) -> MaintenanceReport:
-        """One maintenance pass: renewal sweep, silence detection, then (``run_jobs``) every due
-        job, lifecycle and sync jobs included."""
+        """One maintenance pass: renewal sweep, silence detection, retention, then (``run_jobs``)
+        every due job, lifecycle and sync jobs included."""
         report = MaintenanceReport()
         self.renew_subscriptions(report)
         self.detect_silence(report)
+        self.prune(report)
         if run_jobs:
             report.jobs_run = int(self.processor.run_pending())
         log.info("maintenance: %s", report.summary())

@@ -72,6 +72,7 @@ from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStor
 from .providers import create_adapter, spec_for
 
 __all__ = [
+    "MESSAGE_META_PREFIXES",
     "AdapterFactory",
     "MessageOutcome",
     "MessageResult",
@@ -106,6 +107,9 @@ _MARK_FAILURES = "mark-failures:"
 _AUTH_SEQ = "auth-failure:seq"  # how many auth-failure occurrences this provider had
 _AUTH_OPEN = "auth-failure:open"  # the occurrence in progress (until consent is given again)
 _AUTH_PUBLISHED = "auth-failure:published"  # the occurrence whose event went out
+
+#: The meta keys that are per-message bookkeeping: what the retention sweep prunes by age.
+MESSAGE_META_PREFIXES = (_FAILURES, _DEAD, _MARK_PENDING, _MARK_FAILURES)
 
 #: The longest ``Retry-After`` a job waits for (a day); longer values are taken as broken.
 MAX_RETRY_AFTER = 86_400.0

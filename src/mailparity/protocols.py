@@ -10,6 +10,7 @@ The four seams of the public contract are :class:`CredentialStore`, :class:`Prov
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -31,6 +32,8 @@ __all__ = [
     "MetaStore",
     "ProviderRegistry",
     "ProviderStore",
+    "PruneCutoffs",
+    "RetentionStore",
     "SecretStore",
     "StateStore",
 ]
@@ -234,6 +237,43 @@ class MetaStore(Protocol):
 
     def set_meta(self, provider_id: str, key: str, value: str | None) -> None:
         """Set (None deletes) the value."""
+        ...
+
+
+@dataclass(frozen=True)
+class PruneCutoffs:
+    """What :meth:`RetentionStore.prune` deletes: everything finished before these instants.
+
+    Attributes:
+        dedupe_before: dedupe keys published before it, and claims never published whose lease
+            ended before it (their worker died and nobody took the message up again).
+        done_jobs_before: jobs with status ``"done"`` due (``available_at``) before it. The
+            shipped stores delete a job when it completes, so they never hold one; a host's store
+            that keeps finished jobs prunes them here.
+        dead_jobs_before: dead (buried) jobs last due (``available_at``) before it. A job is
+            buried on its last attempt, which starts at or after that instant.
+        meta_before: per-provider meta values whose key starts with one of ``meta_prefixes``,
+            last set before it (by the store's own clock).
+        meta_prefixes: the meta keys that are per-message bookkeeping (failure counters, give-up
+            marks, pending marks). Other meta values (cursors, sweep marks) are never pruned.
+    """
+
+    dedupe_before: datetime
+    done_jobs_before: datetime
+    dead_jobs_before: datetime
+    meta_before: datetime
+    meta_prefixes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class RetentionStore(Protocol):
+    """Pruning of finished state by age, so a store does not grow forever (two dedupe keys per
+    message otherwise stay for good). Called by the maintenance sweep; every shipped store
+    implements it. Pending and running jobs, providers, tokens and locks are never touched."""
+
+    def prune(self, cutoffs: PruneCutoffs) -> dict[str, int]:
+        """Delete what ``cutoffs`` describes, atomically per kind; return how many rows of each
+        kind went: ``{"dedupe": n, "done_jobs": n, "dead_jobs": n, "meta": n}``."""
         ...
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "dedupe_claim_outcome",
     "from_micros",
     "lease_live",
+    "meta_key_matches",
     "normalize_config",
     "to_micros",
     "to_utc",
@@ -220,3 +221,8 @@ def dedupe_claim_outcome(
         if holder is not None and holder != owner and lease_live(until, now):
             return "busy"
     return "claimed"
+
+
+def meta_key_matches(key: str, prefixes: Sequence[str]) -> bool:
+    """True when the meta ``key`` starts with one of ``prefixes`` (what ``prune`` may delete)."""
+    return any(key.startswith(prefix) for prefix in prefixes if prefix)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from ..models import Job, OAuthTokens, ProviderConfigBase
-from ..protocols import ClaimOutcome
+from ..protocols import ClaimOutcome, PruneCutoffs
 from ._common import (
     LEASE_EXPIRED_ERROR,
     apply_config_changes,
@@ -24,6 +24,7 @@ from ._common import (
     cursor_swap,
     dedupe_claim_outcome,
     lease_live,
+    meta_key_matches,
     normalize_config,
     to_utc,
 )
@@ -66,6 +67,8 @@ class InMemoryStore:
         self._unique: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, datetime]] = {}
         self._meta: dict[tuple[str, str], str] = {}
+        # When each meta value was last set (what prune's meta cutoff compares).
+        self._meta_at: dict[tuple[str, str], datetime] = {}
 
     def __repr__(self) -> str:
         with self._lock:
@@ -153,6 +156,7 @@ class InMemoryStore:
                 del self._dedupe[key]
             for key in [k for k in self._meta if k[0] == provider_id]:
                 del self._meta[key]
+                self._meta_at.pop(key, None)
             for job_id in [j.id for j in self._jobs.values() if j.provider_id == provider_id]:
                 self._forget_job(job_id)
 
@@ -345,5 +349,53 @@ class InMemoryStore:
         with self._lock:
             if value is None:
                 self._meta.pop((provider_id, key), None)
+                self._meta_at.pop((provider_id, key), None)
             else:
                 self._meta[(provider_id, key)] = value
+                self._meta_at[(provider_id, key)] = datetime.now(timezone.utc)
+
+    # ---------------------------------------------------------------- RetentionStore
+
+    def prune(self, cutoffs: PruneCutoffs) -> dict[str, int]:
+        dedupe_before = to_utc(cutoffs.dedupe_before)
+        done_before = to_utc(cutoffs.done_jobs_before)
+        dead_before = to_utc(cutoffs.dead_jobs_before)
+        meta_before = to_utc(cutoffs.meta_before)
+        with self._lock:
+            dedupe = [
+                key
+                for key, record in self._dedupe.items()
+                if (
+                    record.published is not None
+                    and record.published_at is not None
+                    and record.published_at < dedupe_before
+                )
+                or (
+                    record.published is None
+                    and (record.lease_until is None or record.lease_until < dedupe_before)
+                )
+            ]
+            for key in dedupe:
+                del self._dedupe[key]
+            done = [
+                j.id for j in self._jobs.values()
+                if j.status == "done" and to_utc(j.available_at) < done_before
+            ]
+            dead = [
+                j.id for j in self._jobs.values()
+                if j.status == "dead" and to_utc(j.available_at) < dead_before
+            ]
+            for job_id in done + dead:
+                self._forget_job(job_id)
+            meta = [
+                key
+                for key, at in self._meta_at.items()
+                if at < meta_before and meta_key_matches(key[1], cutoffs.meta_prefixes)
+            ]
+            for key in meta:
+                del self._meta[key]
+                del self._meta_at[key]
+            return {
+                "dedupe": len(dedupe), "done_jobs": len(done), "dead_jobs": len(dead),
+                "meta": len(meta),
+            }

@@ -10,7 +10,9 @@ do, as plain functions a store can build on (the shipped stores do).
 * ``compare_and_set_cursor``: :func:`cursor_swap` (the provider's spec names its cursor field);
 * what is handed out is a copy (:func:`copy_model`), with aware UTC datetimes
   (:func:`normalize_config`); mailbox lookups are case-insensitive (:func:`config_mailbox_key`);
-  subscription lookups use the spec's id (:func:`config_subscription_id`).
+  subscription lookups use the spec's id (:func:`config_subscription_id`);
+* ``prune``: per-message meta keys are those starting with one of the cutoffs' prefixes
+  (:func:`meta_key_matches`).
 
 ``mailparity.testing.store_contract`` checks a store against these rules.
 """
@@ -27,6 +29,7 @@ from ._common import (
     cursor_swap,
     dedupe_claim_outcome,
     lease_live,
+    meta_key_matches,
     normalize_config,
 )
 
@@ -40,5 +43,6 @@ __all__ = [
     "cursor_swap",
     "dedupe_claim_outcome",
     "lease_live",
+    "meta_key_matches",
     "normalize_config",
 ]

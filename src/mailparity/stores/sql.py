@@ -47,7 +47,7 @@ from ..models import (
     provider_config_to_storage,
     utcnow,
 )
-from ..protocols import ClaimOutcome
+from ..protocols import ClaimOutcome, PruneCutoffs
 from ._common import (
     LEASE_EXPIRED_ERROR,
     apply_config_changes,
@@ -55,6 +55,7 @@ from ._common import (
     config_subscription_id,
     cursor_swap,
     dedupe_claim_outcome,
+    meta_key_matches,
     to_utc,
 )
 from .migrations import begin_write, check_dialect, current_version, latest_version, upgrade
@@ -149,6 +150,7 @@ meta_table = sa.Table(
     sa.Column("provider_id", sa.String(255), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime),
 )
 
 
@@ -826,14 +828,65 @@ class SqlStore:
                 conn.execute(meta_table.delete().where(where))
                 return
             stmt = _insert(self._dialect, meta_table).values(
-                provider_id=provider_id, key=key, value=value
+                provider_id=provider_id, key=key, value=value, updated_at=utcnow()
             )
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[meta_table.c.provider_id, meta_table.c.key],
-                    set_={"value": stmt.excluded.value},
+                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
                 )
             )
 
         self._write("set_meta", work)
+
+    # ---------------------------------------------------------------- RetentionStore
+
+    def prune(self, cutoffs: PruneCutoffs) -> dict[str, int]:
+        """Delete finished state older than ``cutoffs`` (see ``RetentionStore``)."""
+        d = dedupe_table.c
+        dedupe_before = to_utc(cutoffs.dedupe_before)
+        meta_before = to_utc(cutoffs.meta_before)
+
+        def work(conn: sa.Connection) -> dict[str, int]:
+            dedupe = conn.execute(
+                dedupe_table.delete().where(
+                    sa.or_(
+                        sa.and_(d.published.is_not(None), d.published_at < dedupe_before),
+                        sa.and_(
+                            d.published.is_(None),
+                            sa.or_(d.lease_until.is_(None), d.lease_until < dedupe_before),
+                        ),
+                    )
+                )
+            ).rowcount
+            counts = {"dedupe": int(dedupe)}
+            for name, status, before in (
+                ("done_jobs", "done", cutoffs.done_jobs_before),
+                ("dead_jobs", "dead", cutoffs.dead_jobs_before),
+            ):
+                deleted = conn.execute(
+                    jobs_table.delete().where(
+                        jobs_table.c.status == status, jobs_table.c.available_at < to_utc(before)
+                    )
+                ).rowcount
+                counts[name] = int(deleted)
+            m = meta_table.c
+            # The prefixes are few; matching them in Python keeps LIKE's wildcards out of it.
+            stale = [
+                (row.provider_id, row.key)
+                for row in conn.execute(
+                    sa.select(m.provider_id, m.key).where(m.updated_at < meta_before)
+                )
+                if meta_key_matches(row.key, cutoffs.meta_prefixes)
+            ]
+            for provider_id, key in stale:
+                conn.execute(
+                    meta_table.delete().where(
+                        m.provider_id == provider_id, m.key == key, m.updated_at < meta_before
+                    )
+                )
+            counts["meta"] = len(stale)
+            return counts
+
+        return self._write("prune", work)
 

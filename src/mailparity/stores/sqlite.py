@@ -34,7 +34,7 @@ from ..models import (
     provider_config_from_dict,
     provider_config_to_storage,
 )
-from ..protocols import ClaimOutcome
+from ..protocols import ClaimOutcome, PruneCutoffs
 from ._common import (
     LEASE_EXPIRED_ERROR,
     apply_config_changes,
@@ -43,6 +43,7 @@ from ._common import (
     cursor_swap,
     dedupe_claim_outcome,
     from_micros,
+    meta_key_matches,
     normalize_config,
     to_micros,
     utc_now_micros,
@@ -112,6 +113,17 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 value TEXT NOT NULL,
                 PRIMARY KEY (provider_id, key)
             ) WITHOUT ROWID""",
+        ),
+    ),
+    (
+        2,
+        (
+            # When each meta value was last set (the retention sweep prunes per-message values by
+            # age). Rows from before the upgrade count as set at the upgrade.
+            "ALTER TABLE meta ADD COLUMN updated_at INTEGER",
+            "UPDATE meta SET updated_at ="
+            " CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)",
+            "CREATE INDEX dedupe_published_at ON dedupe (published_at)",
         ),
     ),
 )
@@ -739,7 +751,41 @@ class SqliteStore:
                 )
             else:
                 conn.execute(
-                    "INSERT INTO meta (provider_id, key, value) VALUES (?, ?, ?)"
-                    " ON CONFLICT (provider_id, key) DO UPDATE SET value = excluded.value",
-                    (provider_id, key, value),
+                    "INSERT INTO meta (provider_id, key, value, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (provider_id, key) DO UPDATE SET value = excluded.value,"
+                    " updated_at = excluded.updated_at",
+                    (provider_id, key, value, utc_now_micros()),
                 )
+
+    # ---------------------------------------------------------------- RetentionStore
+
+    def prune(self, cutoffs: PruneCutoffs) -> dict[str, int]:
+        dedupe_before = to_micros(cutoffs.dedupe_before)
+        meta_before = to_micros(cutoffs.meta_before)
+        with self._transaction() as conn:
+            dedupe = conn.execute(
+                "DELETE FROM dedupe WHERE (published IS NOT NULL AND published_at < ?)"
+                " OR (published IS NULL AND (lease_until IS NULL OR lease_until < ?))",
+                (dedupe_before, dedupe_before),
+            ).rowcount
+            done = conn.execute(
+                "DELETE FROM jobs WHERE status = 'done' AND available_at < ?",
+                (to_micros(cutoffs.done_jobs_before),),
+            ).rowcount
+            dead = conn.execute(
+                "DELETE FROM jobs WHERE status = 'dead' AND available_at < ?",
+                (to_micros(cutoffs.dead_jobs_before),),
+            ).rowcount
+            # The prefixes are few; matching them in Python keeps LIKE's wildcards out of it.
+            stale = [
+                (row[0], row[1])
+                for row in conn.execute(
+                    "SELECT provider_id, key FROM meta WHERE updated_at < ?", (meta_before,)
+                ).fetchall()
+                if meta_key_matches(row[1], cutoffs.meta_prefixes)
+            ]
+            conn.executemany(
+                "DELETE FROM meta WHERE provider_id = ? AND key = ? AND updated_at < ?",
+                [(pid, key, meta_before) for pid, key in stale],
+            )
+        return {"dedupe": dedupe, "done_jobs": done, "dead_jobs": dead, "meta": len(stale)}

@@ -39,6 +39,8 @@ from ..protocols import (
     MetaStore,
     ProviderRegistry,
     ProviderStore,
+    PruneCutoffs,
+    RetentionStore,
     StateStore,
 )
 
@@ -145,6 +147,22 @@ def _run_threads(count: int, target: Any) -> None:
     assert not errors, errors
 
 
+#: The per-message meta prefixes the retention tests prune.
+MESSAGE_PREFIXES = ("msg-dead:", "msg-failures:")
+
+
+def cutoffs(seconds: float, *, meta_before: datetime | None = None) -> PruneCutoffs:
+    """Cutoffs at ``at(seconds)`` for dedupe keys and jobs; meta only with ``meta_before``."""
+    before = at(seconds)
+    return PruneCutoffs(
+        dedupe_before=before,
+        done_jobs_before=before,
+        dead_jobs_before=before,
+        meta_before=meta_before or T0 - timedelta(days=3650),
+        meta_prefixes=MESSAGE_PREFIXES,
+    )
+
+
 
 
 class StoreContract:
@@ -162,7 +180,7 @@ class StoreContract:
     def test_store_implements_every_protocol(self, store: Any) -> None:
         for protocol in (
             CredentialStore, ProviderStore, ProviderRegistry, DedupeStore, JobStore, LockStore,
-            MetaStore, StateStore,
+            MetaStore, StateStore, RetentionStore,
         ):
             assert isinstance(store, protocol), protocol.__name__
         summary = store.jobs_summary()
@@ -680,3 +698,89 @@ class StoreContract:
 
         _run_threads(8, worker)
         assert results.count(True) == 1
+
+
+    # ------------------------------------------------------------------------------ retention
+
+
+    def test_prune_deletes_dedupe_keys_published_before_the_cutoff(self, store: Any) -> None:
+        store.mark_published(
+            "p", ["id:old", "mid:<old@x>"], complete=True, event_id="e1", at=at(10)
+        )
+        store.mark_published("p", ["id:min"], complete=False, event_id="e2", at=at(20))
+        store.mark_published("p", ["id:new"], complete=True, event_id="e3", at=at(100))
+        assert store.prune(cutoffs(50)) == {
+            "dedupe": 3, "done_jobs": 0, "dead_jobs": 0, "meta": 0,
+        }
+        assert store.published_state("p", "id:old") is None
+        assert store.published_state("p", "mid:<old@x>") is None
+        assert store.published_state("p", "id:min") is None
+        assert store.published_state("p", "id:new") == "complete"
+        # A pruned key is a new key: the message could be claimed again (hence long defaults).
+        assert store.claim_keys("p", ["id:old"], "w", at(200), at(100)) == "claimed"
+
+
+    def test_prune_keeps_live_claims_and_drops_abandoned_ones(self, store: Any) -> None:
+        assert store.claim_keys("p", ["id:dead-worker"], "w1", at(30), at(0)) == "claimed"
+        assert store.claim_keys("p", ["id:live"], "w2", at(500), at(0)) == "claimed"
+        assert store.prune(cutoffs(100))["dedupe"] == 1
+        # The live claim still holds: another owner is told the message is busy.
+        assert store.claim_keys("p", ["id:live"], "w3", at(600), at(101)) == "busy"
+        assert store.claim_keys("p", ["id:dead-worker"], "w3", at(600), at(101)) == "claimed"
+
+
+    def test_prune_deletes_old_dead_jobs_and_never_pending_or_running(self, store: Any) -> None:
+        store.enqueue_job(job("dead-old", available=0))
+        store.enqueue_job(job("dead-new", available=500))
+        store.enqueue_job(job("pending-old", available=0, kind="sync"))
+        store.enqueue_job(job("running-old", available=0, kind="sync", provider_id="other"))
+        claim(store, "w", now=1000, kinds=["graph_message"])
+        store.bury_job("dead-old", error="poison")
+        store.bury_job("dead-new", error="poison")
+        claim(store, "w", now=1000, provider_ids=["other"])
+        counts = store.prune(cutoffs(100))
+        assert counts["dead_jobs"] == 1
+        assert counts["done_jobs"] == 0
+        assert [j.id for j in store.list_jobs(status="dead")] == ["dead-new"]
+        assert [j.id for j in store.list_jobs(status="pending")] == ["pending-old"]
+        assert [j.id for j in store.list_jobs(status="running")] == ["running-old"]
+        assert store.prune(cutoffs(100))["dead_jobs"] == 0  # idempotent
+
+
+    def test_prune_deletes_finished_jobs_a_store_kept(self, store: Any) -> None:
+        store.enqueue_job(job("done-old", available=0, status="done"))
+        store.enqueue_job(job("done-new", available=500, status="done"))
+        assert store.prune(cutoffs(100))["done_jobs"] == 1
+        assert [j.id for j in store.list_jobs(status="done")] == ["done-new"]
+
+
+    def test_prune_deletes_only_old_per_message_meta(self, store: Any) -> None:
+        store.set_meta("p", "msg-dead:m1", "gave up")
+        store.set_meta("p", "msg-failures:m2", "2")
+        store.set_meta("p", "last_push_at", "2026-01-01T00:00:00+00:00")
+        store.set_meta("q", "msg-dead:m3", "gave up")
+        # Values are stamped by the store when set: a cutoff in the far past keeps them all...
+        assert store.prune(cutoffs(0))["meta"] == 0
+        assert store.get_meta("p", "msg-dead:m1") == "gave up"
+        # ...and one after they were set prunes the per-message ones, nothing else.
+        after = datetime.now(timezone.utc) + timedelta(days=1)
+        assert store.prune(cutoffs(0, meta_before=after))["meta"] == 3
+        assert store.get_meta("p", "msg-dead:m1") is None
+        assert store.get_meta("p", "msg-failures:m2") is None
+        assert store.get_meta("q", "msg-dead:m3") is None
+        assert store.get_meta("p", "last_push_at") == "2026-01-01T00:00:00+00:00"
+        # Setting a value again restamps it: it is young again.
+        store.set_meta("p", "msg-dead:m1", "again")
+        assert store.prune(cutoffs(0))["meta"] == 0
+        assert store.get_meta("p", "msg-dead:m1") == "again"
+
+
+    def test_prune_without_prefixes_keeps_every_meta_value(self, store: Any) -> None:
+        store.set_meta("p", "msg-dead:m1", "gave up")
+        after = datetime.now(timezone.utc) + timedelta(days=1)
+        nothing = PruneCutoffs(
+            dedupe_before=at(0), done_jobs_before=at(0), dead_jobs_before=at(0),
+            meta_before=after,
+        )
+        assert store.prune(nothing) == {"dedupe": 0, "done_jobs": 0, "dead_jobs": 0, "meta": 0}
+        assert store.get_meta("p", "msg-dead:m1") == "gave up"
