@@ -135,3 +135,24 @@ def test_url_names(setup: Any) -> None:
 
     assert reverse("mailparity-microsoft") == "/mail/webhooks/microsoft"
     assert reverse("mailparity-google") == "/mail/webhooks/google"
+
+
+def test_health_endpoints(setup: Any) -> None:
+    from datetime import datetime, timezone
+
+    from django.urls import reverse
+
+    from mailparity.health import record_heartbeat
+
+    client, store = setup
+    assert reverse("mailparity-healthz") == "/mail/healthz"
+    live = client.get("/mail/healthz")
+    assert live.status_code == 200
+    assert json.loads(live.content) == {"status": "ok"}
+    not_ready = client.get(reverse("mailparity-readyz"))
+    assert not_ready.status_code == 503
+    assert json.loads(not_ready.content)["checks"]["worker"] == "no heartbeat recorded"
+    record_heartbeat(store, datetime.now(timezone.utc))
+    assert client.get("/mail/readyz").status_code == 200
+    # Refused: by the CSRF middleware first (the health views are not exempt), else with 405.
+    assert client.post("/mail/healthz").status_code == 403

@@ -92,3 +92,26 @@ def test_google_push() -> None:
         )
     assert response.status_code == 204
     assert [j.payload for j in jobs_of(store)] == [{"history_id": 5000}]
+
+
+def test_health_endpoints() -> None:
+    from datetime import datetime, timezone
+
+    from mailparity.health import HealthCheck, record_heartbeat
+
+    store = make_store()
+    app = fastapi.FastAPI()
+    check = HealthCheck(store, clock=lambda: datetime(2026, 3, 1, tzinfo=timezone.utc))
+    app.include_router(webhook_router(make_handler(store), health=check), prefix="/mail")
+    client = TestClient(app)
+    live = client.get("/mail/healthz")
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+    not_ready = client.get("/mail/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["checks"]["worker"] == "no heartbeat recorded"
+    record_heartbeat(store, datetime(2026, 3, 1, tzinfo=timezone.utc))
+    ready = client.get("/mail/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "checks": {"store": "ok", "worker": "ok"}}
+    assert "/mail/readyz" not in json.dumps(app.openapi())

@@ -78,3 +78,24 @@ def test_google_push() -> None:
         )
     assert response.status_code == 204
     assert [j.payload for j in jobs_of(store)] == [{"history_id": 5000}]
+
+
+def test_health_endpoints() -> None:
+    from datetime import datetime, timezone
+
+    from mailparity.health import record_heartbeat
+
+    store = make_store()
+    app = flask.Flask("health")
+    app.register_blueprint(webhook_blueprint(make_handler(store)), url_prefix="/mail")
+    client = app.test_client()
+    live = client.get("/mail/healthz")
+    assert live.status_code == 200
+    assert live.get_json() == {"status": "ok"}
+    assert live.headers["Content-Type"] == "application/json"
+    not_ready = client.get("/mail/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.get_json()["checks"] == {"store": "ok", "worker": "no heartbeat recorded"}
+    record_heartbeat(store, datetime.now(timezone.utc))
+    assert client.get("/mail/readyz").status_code == 200
+    assert client.post("/mail/healthz").status_code == 405

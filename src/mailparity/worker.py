@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import ConfigurationError
+from .health import record_heartbeat
 from .models import utcnow
 from .processing import Processor
 from .protocols import EventPublisher, StateStore
@@ -45,6 +46,8 @@ class Worker:
         listen: also run the push listeners of the providers that have one (IMAP IDLE; see
             :class:`~mailparity.listeners.ListenerGroup`) while :meth:`run` runs.
         listener_options: keyword arguments for those listeners (``idle_timeout`` ...).
+        heartbeat_interval: seconds between two heartbeats recorded in the store while the worker
+            runs (what ``/readyz`` checks; see :mod:`mailparity.health`).
         processor: an existing :class:`Processor` to run the jobs with (shared with the webhook
             handler and maintenance, see :class:`~mailparity.app.App`); then no
             ``processor_kwargs`` may be given.
@@ -66,10 +69,13 @@ class Worker:
         listen: bool = False,
         listener_options: Mapping[str, Any] | None = None,
         processor: Processor | None = None,
+        heartbeat_interval: float = 30.0,
         **processor_kwargs: Any,
     ) -> None:
         if threads < 1:
             raise ConfigurationError("threads must be >= 1")
+        self.heartbeat_interval = float(heartbeat_interval)
+        self._last_beat: datetime | None = None
         self.threads = threads
         self.poll_interval = float(poll_interval)
         self.clock = clock
@@ -110,9 +116,28 @@ class Worker:
         else:
             self.stop_event.wait(seconds)
 
+    def heartbeat(self, *, force: bool = False) -> None:
+        """Record a heartbeat in the store unless one was recorded less than
+        ``heartbeat_interval`` ago (``force``: record anyway). A store failure is logged: the
+        worker keeps working, and readiness reports the stale beat."""
+        now = self.clock()
+        if (
+            not force
+            and self._last_beat is not None
+            and (now - self._last_beat).total_seconds() < self.heartbeat_interval
+        ):
+            return
+        try:
+            record_heartbeat(self.processor.store, now)
+        except Exception as exc:
+            log.warning("worker heartbeat not recorded: %s", type(exc).__name__)
+            return
+        self._last_beat = now
+
     def run_once(self) -> int:
         """Claim up to ``threads`` due jobs, run them on the pool, wait for them; return how many
         ran (0 when none was due)."""
+        self.heartbeat()
         jobs = self.processor.claim_due(self.threads)
         if not jobs:
             return 0
@@ -139,6 +164,7 @@ class Worker:
         try:
             with ThreadPoolExecutor(self.threads, thread_name_prefix="mailparity") as pool:
                 while not self.stop_event.is_set():
+                    self.heartbeat()
                     free = self.threads - len(inflight)
                     jobs = self.processor.claim_due(free) if free > 0 else []
                     for job in jobs:

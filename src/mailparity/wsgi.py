@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .errors import ConfigurationError
+from .health import HealthCheck, check_for
 from .webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = [
@@ -129,11 +130,19 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | WebhookResponse:
 
 
 def make_wsgi_app(
-    handler: WebhookHandler, *, prefix: str = DEFAULT_PREFIX, **paths: str
+    handler: WebhookHandler,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    health: HealthCheck | None = None,
+    **paths: str,
 ) -> WSGIApp:
     """A WSGI application routing each provider's push endpoint to ``handler``: ``{prefix}/{key}``
     for every provider with a push source (``/webhooks/microsoft``, ``/webhooks/google``), or the
     path given as ``<key>_path=`` (``microsoft_path="/graph"``).
+
+    ``GET /healthz`` and ``GET /readyz`` answer from ``health`` (a
+    :class:`~mailparity.health.HealthCheck` of the handler's store by default): liveness, and
+    readiness (store reachable, a worker heartbeat recent). A push route wins over them.
 
     Other paths answer 404. A handler that raises (a bug, never bad input) answers 500 and is
     logged without the request's contents.
@@ -143,12 +152,18 @@ def make_wsgi_app(
         for key, path in push_routes(handler, prefix=prefix, paths=paths).items()
     }
 
+    checks = check_for(handler, health)
+
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", "") or "/")
         with contextlib.suppress(UnicodeError):
             path = path.encode("latin-1").decode("utf-8")
         route = routes.get(path.rstrip("/") or "/")
-        if route is None:
+        answer = checks.respond(path) if route is None and checks is not None else None
+        if answer is not None:
+            method = str(environ.get("REQUEST_METHOD", "GET"))
+            response = answer if method in ("GET", "HEAD") else _plain(405, "method not allowed")
+        elif route is None:
             response = _plain(404, "not found")
         else:
             body = _read_body(environ, handler.max_body_bytes)
@@ -238,7 +253,7 @@ class WebhookServer:
 
 
 def _make_server(handler: WebhookHandler, host: str, port: int, **paths: str) -> WSGIServer:
-    app = make_wsgi_app(handler, **paths)
+    app = make_wsgi_app(handler, health=None, **paths)
     server_class: type[WSGIServer] = _ThreadingWSGIServer
     if ":" in host:
         class _V6Server(_ThreadingWSGIServer):
@@ -348,7 +363,7 @@ def _waitress_server(
             "the production server needs waitress: pip install 'mailparity[server]'"
         ) from exc
     return waitress.create_server(
-        make_wsgi_app(handler, **paths),
+        make_wsgi_app(handler, health=None, **paths),
         map=socket_map,
         host=host,
         port=port,

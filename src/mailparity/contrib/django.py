@@ -25,6 +25,7 @@ except ImportError as exc:
 
     raise missing_extra("django", "mailparity.contrib.django") from exc
 
+from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_urlpatterns", "webhook_view"]
@@ -85,6 +86,7 @@ def webhook_urlpatterns(
     *,
     prefix: str = DEFAULT_PREFIX,
     name_prefix: str = "mailparity",
+    health: HealthCheck | None = None,
     **paths: str,
 ) -> list[Any]:
     """URL patterns for the push endpoint of every provider ``handler`` takes pushes for:
@@ -93,8 +95,11 @@ def webhook_urlpatterns(
 
     Paths follow Django's convention (no leading slash). Named ``<name_prefix>-<key>``
     (``mailparity-microsoft``) for ``reverse()``.
+
+    ``healthz`` and ``readyz`` (named ``<name_prefix>-healthz`` / ``-readyz``) answer GET from
+    ``health``, a :class:`~mailparity.health.HealthCheck` of the handler's store by default.
     """
-    return [
+    patterns = [
         path(
             route.lstrip("/"),
             webhook_view(handler, getattr(handler, f"handle_{key}")),
@@ -102,3 +107,20 @@ def webhook_urlpatterns(
         )
         for key, route in push_routes(handler, prefix=prefix, paths=paths).items()
     ]
+    checks = check_for(handler, health)
+    if checks is None:
+        return patterns
+    for route, answer in ((HEALTH_PATH, checks.liveness), (READY_PATH, checks.readiness)):
+        patterns.append(
+            path(route.lstrip("/"), _health_view(answer), name=f"{name_prefix}-{route[1:]}")
+        )
+    return patterns
+
+
+def _health_view(answer: Callable[[], WebhookResponse]) -> Callable[..., HttpResponse]:
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(b"method not allowed\n", status=405, content_type="text/plain")
+        return _to_django(answer())
+
+    return view

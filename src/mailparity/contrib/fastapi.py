@@ -25,6 +25,7 @@ except ImportError as exc:
 
     raise missing_extra("fastapi", "mailparity.contrib.fastapi") from exc
 
+from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_router"]
@@ -76,13 +77,21 @@ def _endpoint(
 
 
 def webhook_router(
-    handler: WebhookHandler, *, prefix: str = DEFAULT_PREFIX, **paths: str
+    handler: WebhookHandler,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    health: HealthCheck | None = None,
+    **paths: str,
 ) -> APIRouter:
     """An APIRouter with the push endpoint of every provider ``handler`` takes pushes for:
     ``{prefix}/{key}`` (``/webhooks/microsoft``, ``/webhooks/google``) or the path given as
     ``<key>_path=``.
 
     The routes are left out of the OpenAPI schema: providers, not API clients, call them.
+
+    ``GET /healthz`` and ``GET /readyz`` answer from ``health``, a
+    :class:`~mailparity.health.HealthCheck` of the handler's store by default (readiness reads the
+    store, so it runs in the thread pool).
     """
     router = APIRouter()
     for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
@@ -92,4 +101,16 @@ def webhook_router(
             methods=["GET", "POST"],
             include_in_schema=False,
         )
+    checks = check_for(handler, health)
+    if checks is None:
+        return router
+
+    async def healthz() -> Response:
+        return _to_starlette(checks.liveness())
+
+    async def readyz() -> Response:
+        return _to_starlette(await run_in_threadpool(checks.readiness))
+
+    router.add_api_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    router.add_api_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
     return router

@@ -19,6 +19,7 @@ except ImportError as exc:
 
     raise missing_extra("flask", "mailparity.contrib.flask") from exc
 
+from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
 __all__ = ["webhook_blueprint"]
@@ -58,6 +59,7 @@ def webhook_blueprint(
     *,
     name: str = "mailparity_webhooks",
     prefix: str = DEFAULT_PREFIX,
+    health: HealthCheck | None = None,
     **paths: str,
 ) -> Blueprint:
     """A Blueprint with the push endpoint of every provider ``handler`` takes pushes for:
@@ -66,12 +68,24 @@ def webhook_blueprint(
 
     Flask does not apply CSRF protection by itself; if an extension does (Flask-WTF's
     ``CSRFProtect``), exempt this blueprint: providers cannot send CSRF tokens.
+
+    ``GET /healthz`` and ``GET /readyz`` (endpoints ``healthz`` / ``readyz``) answer from
+    ``health``, a :class:`~mailparity.health.HealthCheck` of the handler's store by default.
     """
     blueprint = Blueprint(name, __name__)
     for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
         blueprint.add_url_rule(
             path, key, _view(handler, key), methods=["GET", "POST"], strict_slashes=False
         )
+    checks = check_for(handler, health)
+    if checks is None:
+        return blueprint
+    blueprint.add_url_rule(
+        HEALTH_PATH, "healthz", lambda: _to_flask(checks.liveness()), methods=["GET"]
+    )
+    blueprint.add_url_rule(
+        READY_PATH, "readyz", lambda: _to_flask(checks.readiness()), methods=["GET"]
+    )
     return blueprint
 
 
