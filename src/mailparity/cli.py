@@ -461,6 +461,70 @@ def _event_line(line: str) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- jobs
+
+
+def _cmd_jobs_list(args: argparse.Namespace) -> int:
+    from .jobs_admin import STUCK_STATUSES
+
+    store = _store(args)
+    statuses = STUCK_STATUSES if args.status == "stuck" else (args.status,)
+    jobs = [
+        job
+        for status in statuses
+        for job in store.list_jobs(status=status, provider_id=args.provider, limit=args.limit)
+    ][: args.limit]
+    if not jobs:
+        print("no jobs")
+        return 0
+    print(f"{'JOB ID':<34} {'KIND':<14} {'PROVIDER':<20} {'STATUS':<8} {'TRIES':>5}"
+          f" {'DUE':<25} LAST ERROR")
+    for job in jobs:
+        error = (job.last_error or "").replace("\n", " ")
+        if len(error) > 60:
+            error = error[:59] + "…"
+        print(f"{job.id:<34} {job.kind:<14} {job.provider_id:<20} {job.status:<8}"
+              f" {job.attempts:>5} {job.available_at.isoformat(timespec='seconds'):<25} {error}")
+    return 0
+
+
+def _cmd_jobs_show(args: argparse.Namespace) -> int:
+    from .jobs_admin import JobAdminError, find_job, job_summary
+
+    try:
+        _print_json(job_summary(find_job(_store(args), args.job_id)))
+    except JobAdminError as exc:
+        _fail(str(exc))
+    return 0
+
+
+def _cmd_jobs_retry(args: argparse.Namespace) -> int:
+    from .jobs_admin import JobAdminError, retry
+
+    try:
+        outcome = retry(_store(args), args.job_id)
+    except JobAdminError as exc:
+        _fail(str(exc))
+    if outcome.action == "requeued":
+        print(f"job {outcome.job_id} requeued as {outcome.new_id} (due now)")
+    elif outcome.action == "coalesced":
+        print(f"job {outcome.job_id} removed: the same work is already pending")
+    else:
+        print(f"job {outcome.job_id} is due now")
+    return 0
+
+
+def _cmd_jobs_bury(args: argparse.Namespace) -> int:
+    from .jobs_admin import JobAdminError, bury
+
+    try:
+        job = bury(_store(args), args.job_id, reason=args.reason)
+    except JobAdminError as exc:
+        _fail(str(exc))
+    print(f"job {job.id} is dead: {job.last_error}")
+    return 0
+
+
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     try:
         from .stores.sql import upgrade_database
@@ -589,6 +653,27 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, default=20)
     tail.add_argument("-f", "--follow", action="store_true")
     tail.set_defaults(func=_cmd_events_tail)
+
+    jobs = sub.add_parser("jobs", help="see, retry or bury pending and dead jobs")
+    jsub = jobs.add_subparsers(dest="action", required=True)
+    jlist = jsub.add_parser("list", help="jobs with their attempts and last error")
+    jlist.add_argument(
+        "--status", default="stuck", choices=("stuck", "pending", "running", "dead"),
+        help="which jobs (default: pending, running and dead)",
+    )
+    jlist.add_argument("--provider", help="only this provider id")
+    jlist.add_argument("--limit", type=int, default=100)
+    jlist.set_defaults(func=_cmd_jobs_list)
+    jshow = jsub.add_parser("show", help="one job as JSON (id or a unique start of it)")
+    jshow.add_argument("job_id")
+    jshow.set_defaults(func=_cmd_jobs_show)
+    jretry = jsub.add_parser("retry", help="run a dead or pending job again, now")
+    jretry.add_argument("job_id")
+    jretry.set_defaults(func=_cmd_jobs_retry)
+    jbury = jsub.add_parser("bury", help="give up on a pending job")
+    jbury.add_argument("job_id")
+    jbury.add_argument("--reason", default="", help="recorded as the job's error")
+    jbury.set_defaults(func=_cmd_jobs_bury)
 
     db = sub.add_parser("db", help="SQL store schema")
     dsub = db.add_subparsers(dest="action", required=True)
