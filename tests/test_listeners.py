@@ -20,6 +20,7 @@ from mailparity.cli import ConnectContext, main
 from mailparity.listeners import ListenerGroup
 from mailparity.models import Job, ProviderConfigBase
 from mailparity.providers.base import ProviderSpec, PushListener
+from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
 from mailparity.stores.sqlite import SqliteStore
 from mailparity.worker import Worker
@@ -111,7 +112,7 @@ def test_listener_group_is_empty_without_listeners(monkeypatch: pytest.MonkeyPat
 def test_worker_runs_the_listeners_when_asked(hook_provider: ProviderSpec) -> None:
     store = InMemoryStore()
     stop = threading.Event()
-    worker = Worker(store, publisher=None, stop_event=stop, listen=True,  # type: ignore[arg-type]
+    worker = Worker(store, publisher=InMemoryPublisher(), stop_event=stop, listen=True,
                     listener_options={"idle_timeout": 1.0}, poll_interval=0.01)
     stop.set()  # the listeners start, see the stop, and are joined on the way out
     worker.run()
@@ -121,7 +122,7 @@ def test_worker_runs_the_listeners_when_asked(hook_provider: ProviderSpec) -> No
 def test_worker_does_not_listen_unless_asked(hook_provider: ProviderSpec) -> None:
     stop = threading.Event()
     stop.set()
-    Worker(InMemoryStore(), publisher=None, stop_event=stop).run()  # type: ignore[arg-type]
+    Worker(InMemoryStore(), publisher=InMemoryPublisher(), stop_event=stop).run()
     assert HookListener.started == []
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -166,6 +167,122 @@ def test_callback_publisher_passes_library_errors_through() -> None:
 def test_callback_publisher_needs_a_callable() -> None:
     with pytest.raises(TypeError, match="callable"):
         CallbackPublisher("not callable")  # type: ignore[arg-type]
+
+
+def test_callback_publisher_per_event_kind_gets_each_event_typed() -> None:
+    emails: list[InboundEmailReceived] = []
+    failures: list[EmailProviderAuthFailed] = []
+    publisher = CallbackPublisher(on_email=emails.append, on_auth_failure=failures.append)
+    email, failure = inbound(), auth_failed()
+    publisher.publish(email)
+    publisher.publish(failure)
+    assert emails == [email]
+    assert failures == [failure]
+    assert repr(publisher) == (
+        "CallbackPublisher(on_email=list.append, on_auth_failure=list.append)"
+    )
+
+
+def test_callback_publisher_with_on_email_only_accepts_auth_failures_without_a_call() -> None:
+    subjects: list[str] = []
+    publisher = CallbackPublisher(on_email=lambda event: subjects.append(event.email_data.subject))
+    publisher.publish(auth_failed())  # the README's publisher: no AttributeError, no retry loop
+    publisher.publish(inbound(subject="Hi"))
+    assert subjects == ["Hi"]
+
+
+def test_callback_publisher_positional_function_takes_what_no_typed_one_takes() -> None:
+    rest: list[MailParityEvent] = []
+    emails: list[InboundEmailReceived] = []
+    publisher = CallbackPublisher(rest.append, on_email=emails.append)
+    email, failure = inbound(), auth_failed()
+    publisher.publish(email)
+    publisher.publish(failure)
+    assert emails == [email]
+    assert rest == [failure]
+
+
+def test_callback_publisher_typed_function_failures_become_publish_errors() -> None:
+    def failing(event: EmailProviderAuthFailed) -> None:
+        raise KeyError("hunter2")
+
+    with pytest.raises(PublishError, match="KeyError") as caught:
+        CallbackPublisher(on_auth_failure=failing).publish(auth_failed())
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "needs a function: fn, on_email or on_auth_failure"),
+        ({"on_email": "print"}, "on_email must be callable, not str"),
+        ({"on_auth_failure": 3}, "on_auth_failure must be callable, not int"),
+    ],
+)
+def test_callback_publisher_refuses_what_it_cannot_call(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        CallbackPublisher(**kwargs)  # type: ignore[arg-type]
+
+
+def test_in_memory_publisher_lists_each_kind_typed() -> None:
+    publisher = InMemoryPublisher()
+    email, failure = inbound(), auth_failed()
+    publisher.publish(failure)
+    publisher.publish(email)
+    assert publisher.emails == [email]
+    assert publisher.auth_failures == [failure]
+    assert publisher.events == [failure, email]
+
+
+# ---------------------------------------------------------- a publisher is checked when given
+
+
+def _owners() -> list[tuple[str, Callable[[object], object]]]:
+    from mailparity import App, Maintenance, Processor, WebhookHandler, Worker
+    from mailparity.stores.memory import InMemoryStore
+
+    store = InMemoryStore()
+    return [
+        ("WebhookHandler", lambda p: WebhookHandler(store=store, publisher=p)),  # type: ignore[arg-type]
+        ("Worker", lambda p: Worker(store, p)),  # type: ignore[arg-type]
+        ("Processor", lambda p: Processor(store, p)),  # type: ignore[arg-type]
+        ("Maintenance", lambda p: Maintenance(store, p)),  # type: ignore[arg-type]
+        ("App", lambda p: App(store, p)),  # type: ignore[arg-type]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("publisher", "given"),
+    [
+        (print, "got the function print"),
+        (lambda event: None, "got the function <lambda>"),
+        (None, "got a NoneType"),
+        (InMemoryPublisher, "the class InMemoryPublisher (pass an instance: InMemoryPublisher())"),
+        (type("NoPublish", (), {"publish": "not callable"})(), "got a NoPublish"),
+    ],
+)
+def test_what_is_not_a_publisher_is_refused_at_construction(publisher: object, given: str) -> None:
+    for owner, build in _owners():
+        with pytest.raises(TypeError) as caught:
+            build(publisher)
+        text = str(caught.value)
+        assert text.startswith(f"{owner}() needs an EventPublisher"), text
+        assert given in text
+        assert "CallbackPublisher(on_email=" in text
+
+
+def test_publishers_are_accepted_at_construction(tmp_path: Path) -> None:
+    class Duck:  # satisfies the protocol without inheriting anything
+        def publish(self, event: MailParityEvent) -> None:
+            pass
+
+    for publisher in (InMemoryPublisher(), CallbackPublisher(on_email=print), Duck(),
+                      JsonlFilePublisher(tmp_path / "e.jsonl")):
+        for owner, build in _owners():
+            built = build(publisher)
+            assert getattr(built, "publisher", publisher) is publisher, owner
 
 
 # ------------------------------------------------------------------------------ jsonl file

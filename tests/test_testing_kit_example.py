@@ -6,8 +6,20 @@ installed). Keep this file and the page identical.
 
 from dataclasses import dataclass
 
-from mailparity import InboundEmailReceived
-from mailparity.testing import build_message, gmail_push_request, graph_notification_request
+from mailparity import (
+    GmailProviderConfig,
+    InboundEmailReceived,
+    InMemoryPublisher,
+    MicrosoftProviderConfig,
+    WebhookHandler,
+)
+from mailparity.testing import (
+    FakeGmail,
+    FakeGraph,
+    build_message,
+    gmail_push_request,
+    graph_notification_request,
+)
 
 
 # --- the host's code (in a real project: imported from the application) ---------------------
@@ -38,8 +50,11 @@ RAW = build_message(
 
 
 def test_outlook_email_becomes_a_ticket(
-    fake_graph, microsoft_mailbox, mailparity_handler, mailparity_publisher
-):
+    fake_graph: FakeGraph,
+    microsoft_mailbox: MicrosoftProviderConfig,
+    mailparity_handler: WebhookHandler,
+    mailparity_publisher: InMemoryPublisher,
+) -> None:
     message_id = fake_graph.deliver(microsoft_mailbox.mailbox, RAW)
 
     response = mailparity_handler.handle_microsoft(
@@ -48,14 +63,17 @@ def test_outlook_email_becomes_a_ticket(
     assert response.status == 202
     mailparity_handler.run_pending()
 
-    [event] = mailparity_publisher.events
+    [event] = mailparity_publisher.emails  # the INBOUND_EMAIL_RECEIVED events, typed
     ticket = create_ticket(event)
     assert ticket == Ticket("Drucker druckt nicht", "zoe@customer.example", ["log.txt"])
 
 
 def test_gmail_email_becomes_a_ticket(
-    fake_gmail, google_mailbox, mailparity_handler, mailparity_publisher
-):
+    fake_gmail: FakeGmail,
+    google_mailbox: GmailProviderConfig,
+    mailparity_handler: WebhookHandler,
+    mailparity_publisher: InMemoryPublisher,
+) -> None:
     fake_gmail.deliver(google_mailbox.mailbox, RAW)
 
     response = mailparity_handler.handle_google(
@@ -64,6 +82,6 @@ def test_gmail_email_becomes_a_ticket(
     assert response.status == 204
     mailparity_handler.run_pending()
 
-    [event] = mailparity_publisher.events
+    [event] = mailparity_publisher.emails
     ticket = create_ticket(event)
     assert ticket == Ticket("Drucker druckt nicht", "zoe@customer.example", ["log.txt"])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from .models import utcnow
-from .protocols import EventPublisher, SecretStore, StateStore
+from .protocols import EventPublisher, SecretStore, StateStore, require_publisher
 
 if TYPE_CHECKING:
     from .maintenance import Maintenance
@@ -69,7 +69,7 @@ class App:
         **processor_options: Any,
     ) -> None:
         self.store = store
-        self.publisher = publisher
+        self.publisher = require_publisher(publisher, "App")
         self.secrets = secrets
         self.session = session
         self.clock = clock

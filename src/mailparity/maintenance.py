@@ -39,6 +39,7 @@ from .protocols import (
     RetentionStore,
     SecretStore,
     StateStore,
+    require_publisher,
 )
 from .providers import create_adapter, spec_for, specs
 
@@ -175,7 +176,7 @@ class Maintenance:
             raise TypeError(f"Maintenance() got unexpected keyword arguments: {unknown}")
         self._renewal_overrides = dict(renewal_settings)
         self.store = store
-        self.publisher = publisher
+        self.publisher = require_publisher(publisher, "Maintenance")
         self.secrets = secrets
         self.session = session
         self.silence_after = silence_after

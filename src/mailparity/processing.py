@@ -68,7 +68,13 @@ from .models import (
     event_id_for,
     utcnow,
 )
-from .protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
+from .protocols import (
+    AnyProviderConfig,
+    EventPublisher,
+    SecretStore,
+    StateStore,
+    require_publisher,
+)
 from .providers import create_adapter, spec_for
 
 __all__ = [
@@ -227,7 +233,7 @@ class Processor:
         if batch_min < 2 or not 1 <= batch_size <= 25:
             raise ConfigurationError("batch_min must be >= 2 and batch_size within 1..25")
         self.store = store
-        self.publisher = publisher
+        self.publisher = require_publisher(publisher, "Processor")
         self.secrets = secrets
         self.session = session
         self.clock = clock

@@ -36,6 +36,7 @@ __all__ = [
     "RetentionStore",
     "SecretStore",
     "StateStore",
+    "require_publisher",
 ]
 
 #: A provider config of any registered provider (each provider subclasses the base).
@@ -96,6 +97,31 @@ class EventPublisher(Protocol):
     def publish(self, event: MailParityEvent) -> None:
         """Publish one event; raise on failure."""
         ...
+
+
+def require_publisher(publisher: object, owner: str) -> EventPublisher:
+    """``publisher`` when it satisfies :class:`EventPublisher` (a callable ``publish``).
+
+    Checked where a publisher is handed over (``WebhookHandler``, ``Worker``, ``Processor``,
+    ``Maintenance``, ``App``), because a wrong object fails only when the first event is
+    published, in a worker thread, and its jobs then stay pending forever.
+
+    Raises:
+        TypeError: naming ``owner`` and what was given, and how to wrap a function.
+    """
+    if isinstance(publisher, type):  # its publish is a plain function: one argument short
+        given = f"the class {publisher.__qualname__} (pass an instance: {publisher.__name__}())"
+    elif callable(getattr(publisher, "publish", None)):
+        return publisher  # type: ignore[return-value]
+    elif callable(publisher):
+        name = getattr(publisher, "__qualname__", None) or type(publisher).__name__
+        given = f"the function {name}"
+    else:
+        given = f"a {type(publisher).__name__}"
+    raise TypeError(
+        f"{owner}() needs an EventPublisher, an object with a publish(event) method; got {given}."
+        " Wrap functions in mailparity.CallbackPublisher(on_email=..., on_auth_failure=...)"
+    )
 
 
 @runtime_checkable

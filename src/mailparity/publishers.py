@@ -2,7 +2,8 @@
 
 * :class:`InMemoryPublisher` keeps every event in ``.events`` (tests, demos); it can simulate a
   failing bus with :meth:`~InMemoryPublisher.fail_next`.
-* :class:`CallbackPublisher` adapts a plain function.
+* :class:`CallbackPublisher` adapts plain functions, one per kind of event
+  (``on_email=``, ``on_auth_failure=``) or one for all.
 * :class:`JsonlFilePublisher` appends one JSON line per event to a file, durably and safely from
   several threads and processes.
 * :class:`DictSecretStore` serves tenant secrets from a mapping.
@@ -14,6 +15,7 @@ the library keeps the work pending and publishes again later.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -21,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MailParityError, PublishError
-from .models import MailParityEvent
+from .models import EmailProviderAuthFailed, InboundEmailReceived, MailParityEvent
 
 try:  # POSIX; elsewhere appends rely on O_APPEND alone
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "CallbackPublisher",
@@ -86,6 +90,18 @@ class InMemoryPublisher:
         with self._lock:
             self.events.clear()
 
+    @property
+    def emails(self) -> list[InboundEmailReceived]:
+        """The recorded ``INBOUND_EMAIL_RECEIVED`` events, in order, typed as such."""
+        with self._lock:
+            return [event for event in self.events if isinstance(event, InboundEmailReceived)]
+
+    @property
+    def auth_failures(self) -> list[EmailProviderAuthFailed]:
+        """The recorded ``EMAIL_PROVIDER_AUTH_FAILED`` events, in order, typed as such."""
+        with self._lock:
+            return [event for event in self.events if isinstance(event, EmailProviderAuthFailed)]
+
     def events_of_type(self, event_type: str) -> list[MailParityEvent]:
         """The recorded events whose ``event_type`` is ``event_type``, in order."""
         with self._lock:
@@ -98,26 +114,63 @@ class InMemoryPublisher:
 
 
 class CallbackPublisher:
-    """Adapts a function ``fn(event) -> object`` to the ``EventPublisher`` protocol.
+    """Adapts functions to the ``EventPublisher`` protocol, one per kind of event.
 
-    An exception from ``fn`` becomes a :class:`PublishError` (chained as ``__cause__``; its message
-    names only the exception type, since the function's message may carry anything). Errors of the
-    library pass through unchanged.
+    ``on_email`` gets every :class:`~mailparity.models.InboundEmailReceived` and
+    ``on_auth_failure`` every :class:`~mailparity.models.EmailProviderAuthFailed`, each typed as
+    its own event class (``event.email_data`` type-checks under ``mypy --strict``). ``fn``, the
+    positional function, gets the events no typed function takes (all of them when it is the
+    only one). An event no function takes is accepted and not passed on: the mailbox's health
+    stays in the store (``needs_consent``) whatever the publisher does with the event. ::
+
+        mp.CallbackPublisher(on_email=lambda event: print(event.email_data.subject))
+
+    An exception from a function becomes a :class:`PublishError` (chained as ``__cause__``; its
+    message names only the exception type, since the function's message may carry anything), so
+    the event is published again later. Errors of the library pass through unchanged.
     """
 
-    def __init__(self, fn: Callable[[MailParityEvent], object]) -> None:
-        if not callable(fn):
-            raise TypeError("CallbackPublisher needs a callable")
+    def __init__(
+        self,
+        fn: Callable[[MailParityEvent], object] | None = None,
+        *,
+        on_email: Callable[[InboundEmailReceived], object] | None = None,
+        on_auth_failure: Callable[[EmailProviderAuthFailed], object] | None = None,
+    ) -> None:
+        given = {"fn": fn, "on_email": on_email, "on_auth_failure": on_auth_failure}
+        for name, value in given.items():
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"CallbackPublisher {name} must be callable, not {type(value).__name__}"
+                )
+        if all(value is None for value in given.values()):
+            raise TypeError("CallbackPublisher needs a function: fn, on_email or on_auth_failure")
         self._fn = fn
+        self._on_email = on_email
+        self._on_auth_failure = on_auth_failure
 
     def __repr__(self) -> str:
-        name = getattr(self._fn, "__qualname__", type(self._fn).__name__)
-        return f"CallbackPublisher({name})"
+        parts = []
+        for label, value in (
+            ("", self._fn), ("on_email=", self._on_email),
+            ("on_auth_failure=", self._on_auth_failure),
+        ):
+            if value is not None:
+                name = getattr(value, "__qualname__", type(value).__name__)
+                parts.append(f"{label}{name}")
+        return f"CallbackPublisher({', '.join(parts)})"
 
     def publish(self, event: MailParityEvent) -> None:
-        """Call the function with ``event``."""
+        """Call the function that takes ``event``'s kind (see the class)."""
         try:
-            self._fn(event)
+            if isinstance(event, InboundEmailReceived) and self._on_email is not None:
+                self._on_email(event)
+            elif isinstance(event, EmailProviderAuthFailed) and self._on_auth_failure is not None:
+                self._on_auth_failure(event)
+            elif self._fn is not None:
+                self._fn(event)
+            else:
+                _log.debug("CallbackPublisher: no function takes %s; accepted", event.event_type)
         except MailParityError:
             raise
         except Exception as exc:

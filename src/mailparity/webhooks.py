@@ -31,7 +31,7 @@ import requests
 
 from .errors import ConfigurationError
 from .models import utcnow
-from .protocols import EventPublisher, SecretStore, StateStore
+from .protocols import EventPublisher, SecretStore, StateStore, require_publisher
 from .providers import specs
 from .pushing import (
     LAST_PUSH_META,
@@ -133,7 +133,7 @@ class WebhookHandler:
         if max_body_bytes < 0:
             raise ConfigurationError("max_body_bytes must not be negative")
         self.store = store
-        self.publisher = publisher
+        self.publisher = require_publisher(publisher, "WebhookHandler")
         self.secrets = secrets
         self.session = session
         self.max_body_bytes = max_body_bytes

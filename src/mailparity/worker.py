@@ -23,7 +23,7 @@ from .errors import ConfigurationError
 from .health import record_heartbeat
 from .models import utcnow
 from .processing import Processor
-from .protocols import EventPublisher, StateStore
+from .protocols import EventPublisher, StateStore, require_publisher
 
 __all__ = ["Worker"]
 
@@ -74,6 +74,7 @@ class Worker:
     ) -> None:
         if threads < 1:
             raise ConfigurationError("threads must be >= 1")
+        require_publisher(publisher, "Worker")
         self.heartbeat_interval = float(heartbeat_interval)
         self._last_beat: datetime | None = None
         self.threads = threads
