@@ -140,6 +140,64 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert 'id="mailparity.webhooks.WebhookHandler"' in reference
     for page in ("celery", "cli", "sql", "testing-fakes"):
         assert (site / "reference" / page / "index.html").is_file(), page
+    _assert_no_raw_roles(site)
+    _assert_model_fields_listed(site)
+
+
+_RAW_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|data|exc|obj|const):(?:<code>|`)")
+
+
+def _assert_no_raw_roles(site: Path) -> None:
+    """Sphinx roles of the docstrings are rendered (scripts/docs_roles.py), never shown raw."""
+    raw = {}
+    for page in sorted(site.rglob("*.html")):
+        found = _RAW_ROLE.findall(page.read_text(encoding="utf-8"))
+        if found:
+            raw[str(page.relative_to(site))] = len(found)
+    assert raw == {}, f"raw docstring roles in the built HTML: {raw}"
+    webhooks = (site / "reference" / "webhooks" / "index.html").read_text(encoding="utf-8")
+    # a role became a link to the object's own section
+    assert 'href="../protocols/#mailparity.protocols.StateStore"' in webhooks
+    assert "<autoref" not in webhooks
+
+
+def _assert_model_fields_listed(site: Path) -> None:
+    """The Models page lists every field of every model, inherited event fields included, each
+    with its type."""
+    from mailparity import models
+
+    page = (site / "reference" / "models" / "index.html").read_text(encoding="utf-8")
+    for name in ("EmailAddress", "EmailBody", "Attachment", "Header", "EmailMessage",
+                 "InboundEmailReceived", "EmailProviderAuthFailed", "OAuthTokens",
+                 "ConnectionTestResult", "WebhookSubscription", "Job"):
+        for field in getattr(models, name).model_fields:
+            anchor = f'id="mailparity.models.{name}.{field}"'
+            assert anchor in page, f"the Models page does not list {name}.{field}"
+    at = page.index('id="mailparity.models.InboundEmailReceived.email_data"')
+    text = re.sub(r"<[^>]+>", "", page[at:at + 3000])
+    assert "email_data: EmailMessage" in text
+    assert "The message (JSON emailData)." in text
+
+
+def test_every_event_field_has_a_meaning() -> None:
+    """Each field of the event models has a docstring: the reference shows it as its meaning."""
+    source = (REPO_ROOT / "src" / "mailparity" / "models.py").read_text(encoding="utf-8")
+    wanted = {"EmailAddress", "EmailBody", "Attachment", "Header", "EmailMessage", "_Event",
+              "InboundEmailReceived", "EmailProviderAuthFailed"}
+    undocumented = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name in wanted:
+            wanted.discard(node.name)
+            body = node.body
+            for index, item in enumerate(body):
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    following = body[index + 1] if index + 1 < len(body) else None
+                    if not (isinstance(following, ast.Expr)
+                            and isinstance(following.value, ast.Constant)
+                            and isinstance(following.value.value, str)):
+                        undocumented.append(f"{node.name}.{item.target.id}")
+    assert wanted == set(), f"classes not found: {wanted}"
+    assert undocumented == []
 
 
 def _missing_submodule(name: str) -> bool:

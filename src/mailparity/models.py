@@ -123,7 +123,9 @@ class EmailAddress(_Model):
     """One mailbox: the addr-spec as sent (case kept) and the decoded display name."""
 
     email: str
+    """The addr-spec as sent, case kept (``""`` when the message had no address)."""
     name: str | None = None
+    """The decoded display name; None when absent or empty."""
 
     @field_validator("name")
     @classmethod
@@ -135,25 +137,36 @@ class EmailBody(_Model):
     """The bodies: ``text`` is never None (derived from the HTML when there is no text part)."""
 
     text: str = ""
+    """The text/plain part, or text derived from the HTML when there is none (never None)."""
     html: str | None = None
+    """The text/html part, or None."""
 
 
 class Attachment(_Model):
     """An attachment or inline part. ``id`` is accepted by ``get_attachment_content``."""
 
     id: str
+    """Accepted by the adapter's ``get_attachment_content(message_id, id)`` for the same message."""
     name: str
+    """The file name: decoded, folders and control characters dropped; ``attachment-N.ext``
+    when the part has none."""
     content_type: str
+    """The MIME type, e.g. ``application/pdf``."""
     size: int = 0
+    """Bytes as the provider reports them (Gmail: decoded part; Graph: ``size``); 0 if unknown."""
     content_id: str | None = None
+    """The Content-ID without angle brackets (what ``cid:`` URLs of the HTML name), or None."""
     is_inline: bool = False
+    """True for inline parts (images the HTML shows), False for attachments."""
 
 
 class Header(_Model):
     """One header, unfolded and with RFC 2047 encoded-words decoded."""
 
     name: str
+    """The header name as sent."""
     value: str
+    """The value, unfolded, with RFC 2047 encoded-words decoded."""
 
 
 #: A provider's registry key (see :mod:`mailparity.providers`); the built-in ones are listed
@@ -165,32 +178,52 @@ class EmailMessage(_Model):
     """The normalized message: the ``emailData`` of ``INBOUND_EMAIL_RECEIVED``."""
 
     id: str
+    """The provider message id (Graph immutable id, Gmail message id)."""
     provider: ProviderName
+    """The provider's registry key (see :mod:`mailparity.providers`)."""
     provider_id: str
+    """The host's id of this mailbox connection."""
     tenant: str
+    """The host's tenant of the mailbox."""
     mailbox: str
+    """The mailbox address the message arrived in."""
     received_at: datetime
+    """When the mailbox received it, UTC (Graph ``receivedDateTime``, Gmail ``internalDate``)."""
     subject: str = ""
+    """The subject, encoded-words decoded; ``""`` when absent."""
     from_: EmailAddress = Field(default_factory=lambda: EmailAddress(email=""), alias="from")
+    """The sender (JSON key ``from``)."""
     to: list[EmailAddress] = Field(default_factory=list)
+    """The To recipients; ``[]`` when absent."""
     cc: list[EmailAddress] = Field(default_factory=list)
+    """The Cc recipients; ``[]`` when absent."""
     bcc: list[EmailAddress] = Field(default_factory=list)
+    """The Bcc recipients the provider shows (usually only on sent mail); ``[]`` when absent."""
     reply_to: list[EmailAddress] = Field(default_factory=list)
+    """The Reply-To addresses (JSON ``replyTo``); ``[]`` when absent."""
     body: EmailBody = Field(default_factory=EmailBody)
+    """The text and HTML bodies."""
     attachments: list[Attachment] = Field(default_factory=list)
+    """Attachments and inline parts (``is_inline`` True), metadata only."""
     thread_id: str | None = None
+    """The conversation: Graph ``conversationId``, Gmail ``threadId``; None when unknown."""
     message_id: str | None = None
+    """The RFC 5322 Message-ID with angle brackets, e.g. ``<abc@example.com>``."""
     in_reply_to: str | None = None
+    """The msg-id of In-Reply-To, angle brackets kept."""
     references: list[str] = Field(default_factory=list)
+    """Every msg-id of References, in order, angle brackets kept."""
     headers: list[Header] = Field(default_factory=list)
+    """All headers in their original order, duplicates kept."""
     complete: bool = True
-    #: Fields cut to the event's size limits (:class:`EventLimits`), e.g. ``["body.html"]``:
-    #: the full message is still there, through the adapter's ``get_message_details``.
+    """False only for the minimal fallback event (the details could not be fetched)."""
     truncated: list[str] = Field(default_factory=list)
-    #: Problems the normalizer met and worked around in the MIME (a boundary recovered, a
-    #: nesting deeper than it walks, text after a base64 body): the content read is kept, and
-    #: this says it was not well-formed. Empty for well-formed mail.
+    """Fields cut to the event's size limits (:class:`EventLimits`), e.g. ``["body.html"]``: the
+    full message is still there, through the adapter's ``get_message_details``."""
     defects: list[str] = Field(default_factory=list)
+    """Problems the normalizer met and worked around in the MIME (a boundary recovered, a
+    nesting deeper than it walks, text after a base64 body): the content read is kept, and this
+    says it was not well-formed. Empty for well-formed mail."""
 
     @field_validator("received_at")
     @classmethod
@@ -414,11 +447,17 @@ EVENT_SCHEMA_VERSION = 1
 
 class _Event(_Model):
     event_id: str
+    """A UUID, the same whenever the same message's event is published again (drop repeats)."""
     event_type: str
+    """Which event this is (the class); see :data:`mailparity.events.EVENT_TYPES`."""
     schema_version: int = EVENT_SCHEMA_VERSION
+    """The version of the JSON shape: :data:`EVENT_SCHEMA_VERSION`."""
     occurred_at: datetime = Field(default_factory=utcnow)
+    """When the event was made, UTC."""
     tenant_id: str
+    """The host's tenant of the mailbox."""
     provider_id: str
+    """The host's id of the mailbox connection."""
 
     @field_validator("occurred_at")
     @classmethod
@@ -430,7 +469,9 @@ class InboundEmailReceived(_Event):
     """The ``INBOUND_EMAIL_RECEIVED`` event: one per new email, complete or (fallback) minimal."""
 
     event_type: Literal["INBOUND_EMAIL_RECEIVED"] = "INBOUND_EMAIL_RECEIVED"
+    """Always ``INBOUND_EMAIL_RECEIVED``."""
     email_data: EmailMessage
+    """The message (JSON ``emailData``)."""
 
     @classmethod
     def for_message(
@@ -458,10 +499,15 @@ class EmailProviderAuthFailed(_Event):
     """``EMAIL_PROVIDER_AUTH_FAILED``: a mailbox needs consent again; published once per failure."""
 
     event_type: Literal["EMAIL_PROVIDER_AUTH_FAILED"] = "EMAIL_PROVIDER_AUTH_FAILED"
+    """Always ``EMAIL_PROVIDER_AUTH_FAILED``."""
     provider: ProviderName
+    """The provider's registry key."""
     mailbox: str
+    """The mailbox that needs consent again."""
     error_code: str | None = None
+    """The provider's error code (``invalid_grant``, ``AADSTS700082`` ...), when it sent one."""
     error: str = ""
+    """What failed, free of secrets."""
 
 
 MailParityEvent: TypeAlias = InboundEmailReceived | EmailProviderAuthFailed
