@@ -70,6 +70,12 @@ _EXPORTS: dict[str, str] = {
     "LockStore": "protocols",
     "MetaStore": "protocols",
     "ProviderRegistry": "protocols",
+    "AttachmentStore": "protocols",
+    # attachment content
+    "stream_attachment": "attachments",
+    "AttachmentStream": "attachments",
+    "FilesystemAttachmentStore": "attachments",
+    "InMemoryAttachmentStore": "attachments",
     # stores and publishers
     "InMemoryStore": "stores.memory",
     "SqliteStore": "stores.sqlite",
@@ -101,6 +107,8 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "App",
     "Attachment",
+    "AttachmentStore",
+    "AttachmentStream",
     "AuthError",
     "AuthExpiredError",
     "BadRequestError",
@@ -120,9 +128,11 @@ __all__ = [
     "EventLimits",
     "EventParseError",
     "EventPublisher",
+    "FilesystemAttachmentStore",
     "GmailAdapter",
     "GmailProviderConfig",
     "Header",
+    "InMemoryAttachmentStore",
     "InMemoryPublisher",
     "InMemoryStore",
     "InboundEmailReceived",
@@ -173,6 +183,7 @@ __all__ = [
     "event_id_for",
     "load_event_schema",
     "parse_event",
+    "stream_attachment",
 ]
 
 
@@ -192,6 +203,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .adapter import EmailProviderAdapter, SyncBatch
     from .app import App
+    from .attachments import (
+        AttachmentStream,
+        FilesystemAttachmentStore,
+        InMemoryAttachmentStore,
+        stream_attachment,
+    )
     from .errors import (
         AuthError,
         AuthExpiredError,
@@ -241,6 +258,7 @@ if TYPE_CHECKING:
     )
     from .processing import Processor
     from .protocols import (
+        AttachmentStore,
         CredentialStore,
         DedupeStore,
         EventPublisher,

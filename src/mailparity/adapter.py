@@ -19,7 +19,8 @@ The contract, and who calls what:
 * optional capabilities, declared as protocols and detected with ``isinstance``:
   :class:`BatchFetch` (``get_messages_details``: fetch many messages in one call during a
   catch-up), :class:`Reauthorize` (``reauthorize_subscription``: answer a "reauthorization
-  required" lifecycle event without recreating the subscription).
+  required" lifecycle event without recreating the subscription), :class:`StreamAttachment`
+  (``iter_attachment_content``: an attachment's bytes in chunks, never whole in memory).
 
 What is not about talking to the provider (when to renew, where the cursor lives, how a push
 becomes jobs, how a mailbox is connected) is declared on the provider's
@@ -35,7 +36,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -63,6 +64,7 @@ __all__ = [
     "CatchUp",
     "EmailProviderAdapter",
     "Reauthorize",
+    "StreamAttachment",
     "SyncBatch",
 ]
 
@@ -482,4 +484,18 @@ class Reauthorize(Protocol):
 
     def reauthorize_subscription(self) -> Any:
         """Reauthorize the current subscription (recreating it when the provider lost it)."""
+        ...
+
+
+@runtime_checkable
+class StreamAttachment(Protocol):
+    """An attachment's content in chunks (Graph streams the download; Gmail decodes the base64
+    it answered a chunk at a time). Adapters without it give ``get_attachment_content``'s
+    bytes, which :func:`mailparity.attachments.stream_attachment` then hands out in slices."""
+
+    def iter_attachment_content(
+        self, message_id: str, attachment_id: str, *, chunk_size: int = 65_536
+    ) -> Iterator[bytes]:
+        """The attachment's bytes as chunks of at most ``chunk_size`` (none empty). Errors of the
+        request itself raise on the first ``next()``, like the other calls' errors."""
         ...

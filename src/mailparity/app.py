@@ -27,7 +27,9 @@ from .models import utcnow
 from .protocols import EventPublisher, SecretStore, StateStore, require_publisher
 
 if TYPE_CHECKING:
+    from .attachments import AttachmentStream
     from .maintenance import Maintenance
+    from .models import EmailMessage, InboundEmailReceived
     from .processing import Processor
     from .webhooks import WebhookHandler
     from .worker import Worker
@@ -50,7 +52,8 @@ class App:
         renewal: the renewal rules' settings (``Maintenance`` keyword arguments such as
             ``graph_renew_before``), and ``silence_after`` / ``lock_seconds``.
         **processor_options: the Processor's options (``adapter_factory``, ``retry_cap``,
-            ``on_report``, ``lease_seconds`` ...), used by every part.
+            ``on_report``, ``lease_seconds``, ``attachment_store``, ``attachment_max_bytes``
+            ...), used by every part.
 
     The parts are built on first use and cached: ``app.webhooks is app.webhooks``.
     """
@@ -156,4 +159,26 @@ class App:
             clock=self.clock,
             processor=self.processor,
             **worker_options,
+        )
+
+    def stream_attachment(
+        self,
+        source: InboundEmailReceived | EmailMessage | str,
+        attachment_id: str,
+        *,
+        message_id: str | None = None,
+        chunk_size: int = 65_536,
+    ) -> AttachmentStream:
+        """:func:`mailparity.attachments.stream_attachment` with this app's store, secrets,
+        session and adapter factory (the processor's cached adapters, so tokens are shared)."""
+        from .attachments import stream_attachment
+
+        processor = self.processor
+
+        def adapter_factory(config: Any, **_: Any) -> Any:
+            return processor.adapter_for(config)
+
+        return stream_attachment(
+            source, attachment_id, store=self.store, message_id=message_id,
+            adapter_factory=adapter_factory, chunk_size=chunk_size,
         )

@@ -54,6 +54,7 @@ __all__ = [
     "parse_address_list",
     "parse_mime",
     "parse_msg_ids",
+    "safe_file_name",
     "tnef_available",
     "tnef_files",
     "unfold",
@@ -825,6 +826,17 @@ _UNSAFE_FILE_CHARS = re.compile(r'[\\/:*?"<>|]')
 _SUBJECT_NAME_LIMIT = 150
 
 
+def safe_file_name(name: str, *, limit: int = _SUBJECT_NAME_LIMIT) -> str:
+    """``name`` made safe as one file name on common systems: characters unsafe in file names
+    (``\\ / : * ? " < > |``) become ``_``, control characters are removed, surrounding spaces
+    and dots are dropped, and at most ``limit`` characters are kept. ``""`` when nothing is
+    left (the caller picks a name then). The rule of attached messages' names, also used by
+    the attachment stores, so a name can never be a path (``..`` and separators cannot
+    survive)."""
+    stem = _UNSAFE_FILE_CHARS.sub("_", name).strip(" .")
+    return _CONTROL.sub("", stem[:limit]).strip(" .")
+
+
 def message_attachment_name(subject: str | None, content_type: str, index: int) -> str:
     """The display name of an attached message that carries no file name of its own.
 
@@ -834,8 +846,7 @@ def message_attachment_name(subject: str | None, content_type: str, index: int) 
     at 150 characters, and ``.eml`` is added for ``message/rfc822`` and ``message/global``. With
     no usable subject: :func:`attachment_name`'s generated ``attachment-{index}.eml``.
     """
-    stem = _UNSAFE_FILE_CHARS.sub("_", clean_header_text(subject)).strip(" .")
-    stem = _CONTROL.sub("", stem[:_SUBJECT_NAME_LIMIT]).strip(" .")
+    stem = safe_file_name(clean_header_text(subject), limit=_SUBJECT_NAME_LIMIT)
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if not stem:
         return attachment_name(None, None, ctype, index)

@@ -158,6 +158,13 @@ class Attachment(_Model):
     """The Content-ID without angle brackets (what ``cid:`` URLs of the HTML name), or None."""
     is_inline: bool = False
     """True for inline parts (images the HTML shows), False for attachments."""
+    stored_as: str | None = None
+    """Where the host's attachment store saved the content (the reference its ``save``
+    returned: a path, a key, a URL); None when no store is configured or it was not saved."""
+    not_stored: Literal["too_large", "unavailable"] | None = None
+    """Why a configured attachment store did not get this attachment: ``"too_large"`` (above
+    the store's size limit) or ``"unavailable"`` (the provider has no content for it, e.g. an
+    Outlook link to a cloud file); None otherwise."""
 
 
 class Header(_Model):

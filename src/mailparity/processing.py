@@ -59,6 +59,7 @@ from ._pipeline.base import (
 from ._pipeline.cursors import CursorJobs
 from ._pipeline.lifecycle import LifecycleJobs
 from .adapter import EmailProviderAdapter
+from .attachments import DEFAULT_ATTACHMENT_MAX_BYTES
 from .errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -69,6 +70,7 @@ from .errors import (
 from .models import EventLimits, Job, utcnow
 from .protocols import (
     AnyProviderConfig,
+    AttachmentStore,
     EventPublisher,
     SecretStore,
     StateStore,
@@ -118,6 +120,11 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
         batch_min: a sync / history job with at least this many ids fetches them in batches
             (``get_messages_details`` of the adapter, when it has one) instead of one by one.
         batch_size: ids per batched fetch (Graph's $batch takes 20; Gmail's advice is 25 or less).
+        attachment_store: an :class:`~mailparity.protocols.AttachmentStore`: each message's
+            attachments are saved there before its event is published (the event then says
+            where, ``Attachment.stored_as``). None (the default): nothing is downloaded.
+        attachment_max_bytes: attachments larger than this are not saved (the event says
+            ``not_stored="too_large"``); 25 MiB by default.
     """
 
     def __init__(
@@ -142,6 +149,8 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
         batch_min: int = 5,
         batch_size: int = 20,
         event_limits: EventLimits | None = None,
+        attachment_store: AttachmentStore | None = None,
+        attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES,
     ) -> None:
         if max_attempts < 1 or retry_cap < 1 or per_mailbox_limit < 1:
             raise ConfigurationError("max_attempts, retry_cap and per_mailbox_limit must be >= 1")
@@ -168,6 +177,15 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
         self.batch_min = batch_min
         self.batch_size = batch_size
         self.event_limits = event_limits
+        if attachment_max_bytes < 0:
+            raise ConfigurationError("attachment_max_bytes must be >= 0")
+        if attachment_store is not None and not isinstance(attachment_store, AttachmentStore):
+            raise TypeError(
+                "attachment_store needs an AttachmentStore (an object with a"
+                f" save(message, attachment, chunks) method); got {type(attachment_store).__name__}"
+            )
+        self.attachment_store = attachment_store
+        self.attachment_max_bytes = attachment_max_bytes
         self._adapters: dict[str, EmailProviderAdapter[Any]] = {}
         self._adapters_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}

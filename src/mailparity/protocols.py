@@ -9,12 +9,14 @@ The four seams of the public contract are :class:`CredentialStore`, :class:`Prov
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .models import (
+    Attachment,
+    EmailMessage,
     Job,
     MailParityEvent,
     OAuthTokens,
@@ -23,6 +25,7 @@ from .models import (
 
 __all__ = [
     "AnyProviderConfig",
+    "AttachmentStore",
     "ClaimOutcome",
     "CredentialStore",
     "DedupeStore",
@@ -96,6 +99,39 @@ class EventPublisher(Protocol):
 
     def publish(self, event: MailParityEvent) -> None:
         """Publish one event; raise on failure."""
+        ...
+
+
+@runtime_checkable
+class AttachmentStore(Protocol):
+    """Where a host keeps attachment content (a folder, S3, a database), filled during
+    processing: before a message's event is published, each of its attachments within the
+    processor's size limit is handed to :meth:`save`, and the reference it returns goes into
+    the event (``Attachment.stored_as``). Optional: without a store nothing is downloaded.
+
+    Shipped: :class:`~mailparity.attachments.FilesystemAttachmentStore` and
+    :class:`~mailparity.attachments.InMemoryAttachmentStore`.
+    """
+
+    def save(
+        self, message: EmailMessage, attachment: Attachment, chunks: Iterable[bytes]
+    ) -> str:
+        """Store the content of ``attachment`` of ``message`` (its bytes, in ``chunks``) and
+        return a reference to it (a path, a key, a URL: a string the host can use later).
+
+        The contract:
+
+        * Idempotent: a job that is retried saves the same attachment again; the second save
+          replaces the first (key it by ``message.provider_id``, ``message.id`` and
+          ``attachment.id``), so nothing is stored twice.
+        * All or nothing: iterating ``chunks`` may raise (the provider failed midway, or the
+          content grew past the size limit); let the error propagate and keep nothing of it.
+        * Raise when the content was not stored: the message's job is retried later and its
+          event is not published until every attachment was saved (nothing is lost, no event
+          is published twice).
+        * Never build a path from ``attachment.name`` without making it safe: it comes from
+          the sender.
+        """
         ...
 
 

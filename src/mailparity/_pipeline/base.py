@@ -22,7 +22,13 @@ import requests
 from ..adapter import EmailProviderAdapter
 from ..errors import MailParityError, ProviderUnavailableError, ThrottledError
 from ..models import EVENT_NAMESPACE, EventLimits, Job
-from ..protocols import AnyProviderConfig, EventPublisher, SecretStore, StateStore
+from ..protocols import (
+    AnyProviderConfig,
+    AttachmentStore,
+    EventPublisher,
+    SecretStore,
+    StateStore,
+)
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -144,6 +150,8 @@ class ProcessorBase:
     batch_min: int
     batch_size: int
     event_limits: EventLimits | None
+    attachment_store: AttachmentStore | None
+    attachment_max_bytes: int
     _adapters: dict[str, EmailProviderAdapter[Any]]
     _adapters_lock: threading.Lock
     _slots: dict[str, threading.BoundedSemaphore]

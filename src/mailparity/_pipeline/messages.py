@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..adapter import EmailProviderAdapter
+from ..attachments import save_attachments
 from ..errors import AuthError, ConfigurationError, NotFoundError, PermanentMessageError
 from ..models import EmailBody, EmailMessage, InboundEmailReceived, Job, event_id_for
 from ..protocols import AnyProviderConfig
@@ -144,6 +145,22 @@ class MessageJobs(ProcessorBase):
                     return MessageResult("duplicate")
                 held.append(mid_key)
 
+            if self.attachment_store is not None:
+                try:
+                    message = save_attachments(
+                        adapter, message, self.attachment_store,
+                        max_bytes=self.attachment_max_bytes,
+                    )
+                except (AuthError, ConfigurationError):
+                    raise
+                except Exception as exc:  # the host's store or the download: retried
+                    log.warning("provider %s: saving the attachments of %s failed: %s",
+                                pid, message_id, _describe(exc))
+                    # A Retry-After is honoured; otherwise the job's own backoff.
+                    wait = self._error_delay(exc, 0) if getattr(exc, "retry_after", None) else None
+                    return MessageResult(
+                        "retry", retry_in=wait, error=f"attachment store: {_describe(exc)}"
+                    )
             # A fetched message is complete already (the copy is for one that is not).
             event = InboundEmailReceived.for_message(
                 message if message.complete else message.model_copy(update={"complete": True}),

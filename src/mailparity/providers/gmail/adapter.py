@@ -19,7 +19,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Literal
 
@@ -60,7 +60,7 @@ from .messages import (
     PART_PREFIX,
     UnrepresentableError,
     b64url_decode,
-    b64url_decode_into,
+    b64url_decode_chunks,
     find_part,
     message_from_full,
     message_from_raw,
@@ -82,6 +82,8 @@ log = logging.getLogger("mailparity.gmail")
 OUTGOING_LABELS = frozenset({"SENT", "DRAFT"})
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 _ATTACHMENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.:=]{1,4096}$")
+#: Base64 characters decoded at a time when an attachment is written to a file.
+ATTACHMENT_CHUNK_CHARS = 1 << 18
 
 
 def _history_id(value: Any, what: str) -> int:
@@ -644,18 +646,43 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
 
         ``part:{partId}`` ids (inline data, raw mode) are resolved by fetching the message again.
         """
+        source = self._attachment_source(message_id, attachment_id)
+        if into is None:
+            if isinstance(source, bytes):
+                return source
+            return self._decoded(source)
+        for chunk in self._chunks(source, ATTACHMENT_CHUNK_CHARS):
+            into.write(chunk)
+        return b""
+
+    def iter_attachment_content(
+        self, message_id: str, attachment_id: str, *, chunk_size: int = 65_536
+    ) -> Iterator[bytes]:
+        """The attachment's bytes in chunks of at most ``chunk_size``. Gmail answers the whole
+        content (base64url in JSON): it is decoded a chunk at a time as the chunks are taken,
+        so the decoded content never sits in memory whole. The request is made on the first
+        ``next()``."""
+        source = self._attachment_source(message_id, attachment_id)
+        if isinstance(source, bytes):
+            view = memoryview(source)
+            for start in range(0, len(view), chunk_size):
+                yield bytes(view[start : start + chunk_size])
+            return
+        # 4 characters of base64 make 3 bytes.
+        yield from self._chunks(source, max(4, chunk_size // 3 * 4))
+
+    def _attachment_source(self, message_id: str, attachment_id: str) -> str | bytes:
+        """The content as Gmail gave it: base64url text (str) or already decoded bytes."""
         _check_id(message_id)
         if not isinstance(attachment_id, str) or not attachment_id:
             raise BadRequestError("attachment id is empty", provider="google")
         if attachment_id.startswith(PART_PREFIX):
-            return self._part_content(message_id, attachment_id[len(PART_PREFIX) :], into)
+            return self._part_source(message_id, attachment_id[len(PART_PREFIX) :])
         if not _ATTACHMENT_ID_RE.match(attachment_id):
             raise BadRequestError("invalid Gmail attachment id", provider="google")
-        return self._attachment_data(message_id, attachment_id, into)
+        return self._attachment_data(message_id, attachment_id)
 
-    def _attachment_data(
-        self, message_id: str, attachment_id: str, into: IO[bytes] | None
-    ) -> bytes:
+    def _attachment_data(self, message_id: str, attachment_id: str) -> str:
         quoted = path_segment(attachment_id, "Gmail attachment id", provider="google")
         data = self._call("GET", f"messages/{message_id}/attachments/{quoted}")
         encoded = data.get("data")
@@ -666,21 +693,31 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 raise ProviderUnavailableError(
                     "Gmail attachment answer without data", provider="google"
                 )
-        return self._emit(encoded, into)
+        return encoded
 
     @staticmethod
-    def _emit(encoded: str, into: IO[bytes] | None) -> bytes:
+    def _decoded(encoded: str) -> bytes:
         try:
-            if into is not None:
-                b64url_decode_into(encoded, into)
-                return b""
             return b64url_decode(encoded)
         except ValueError:
             raise ProviderUnavailableError(
                 "Gmail attachment data is not base64url", provider="google"
             ) from None
 
-    def _part_content(self, message_id: str, part_id: str, into: IO[bytes] | None) -> bytes:
+    @staticmethod
+    def _chunks(source: str | bytes, chunk_chars: int) -> Iterator[bytes]:
+        if isinstance(source, bytes):
+            if source:
+                yield source
+            return
+        try:
+            yield from b64url_decode_chunks(source, chunk_chars=chunk_chars)
+        except ValueError:
+            raise ProviderUnavailableError(
+                "Gmail attachment data is not base64url", provider="google"
+            ) from None
+
+    def _part_source(self, message_id: str, part_id: str) -> str | bytes:
         if not re.match(r"^[0-9.]*$", part_id):
             raise BadRequestError(f"invalid part id {part_id[:40]!r}", provider="google")
         if self.message_format == "full":
@@ -691,9 +728,9 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 raw_body = part.get("body")
                 body: Mapping[str, Any] = raw_body if isinstance(raw_body, Mapping) else {}
                 if isinstance(body.get("data"), str):
-                    return self._emit(body["data"], into)
+                    return str(body["data"])
                 if isinstance(body.get("attachmentId"), str):
-                    return self._attachment_data(message_id, body["attachmentId"], into)
+                    return self._attachment_data(message_id, body["attachmentId"])
                 # A container or an empty part: fall through to the raw bytes.
         raw = self._get_message_json(message_id, "raw")
         try:
@@ -704,9 +741,6 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
             ) from None
         for attachment in parsed.attachments:
             if attachment.part_id == part_id:
-                if into is not None:
-                    into.write(attachment.payload)
-                    return b""
                 return attachment.payload
         raise NotFoundError(
             f"message {message_id} has no part {part_id!r}", status=404, provider="google"

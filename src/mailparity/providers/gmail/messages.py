@@ -18,7 +18,7 @@ import base64
 import binascii
 import email.utils
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -31,6 +31,7 @@ __all__ = [
     "PART_PREFIX",
     "UnrepresentableError",
     "b64url_decode",
+    "b64url_decode_chunks",
     "b64url_decode_into",
     "find_part",
     "message_from_full",
@@ -53,15 +54,24 @@ def b64url_decode(data: str) -> bytes:
 
 def b64url_decode_into(data: str, into: IO[bytes], *, chunk_chars: int = 1 << 18) -> int:
     """Decode ``data`` into ``into`` a chunk at a time; returns the bytes written."""
-    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
-    cleaned += "=" * (-len(cleaned) % 4)
-    step = max(4, chunk_chars - chunk_chars % 4)
     written = 0
-    for start in range(0, len(cleaned), step):
-        chunk = base64.urlsafe_b64decode(cleaned[start : start + step])
+    for chunk in b64url_decode_chunks(data, chunk_chars=chunk_chars):
         into.write(chunk)
         written += len(chunk)
     return written
+
+
+def b64url_decode_chunks(data: str, *, chunk_chars: int = 1 << 18) -> Iterator[bytes]:
+    """Decode ``data`` a chunk at a time (each chunk from at most ``chunk_chars`` characters),
+    so that the decoded whole never sits in memory beside the text. Raises ValueError (as
+    ``base64`` does) on the chunk that is not base64url."""
+    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
+    cleaned += "=" * (-len(cleaned) % 4)
+    step = max(4, chunk_chars - chunk_chars % 4)
+    for start in range(0, len(cleaned), step):
+        chunk = base64.urlsafe_b64decode(cleaned[start : start + step])
+        if chunk:
+            yield chunk
 
 
 def _header_list(part: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import logging
 import re
 import secrets as _secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlparse
@@ -735,21 +735,34 @@ class MicrosoftGraphAdapter(DeltaCatchUp):
         ``b""`` is returned, so a large attachment never sits in memory. Item attachments give
         their MIME; reference attachments have no bytes (Graph answers 405: BadRequestError).
         """
-        path = f"/messages/{_mid(message_id)}/attachments/{_aid(attachment_id)}/$value"
-        response = self._call("GET", path, stream=into is not None)
         if into is None:
-            return response.content
+            return self._call("GET", self._attachment_value(message_id, attachment_id)).content
+        for chunk in self.iter_attachment_content(message_id, attachment_id):
+            into.write(chunk)
+        return b""
+
+    def iter_attachment_content(
+        self, message_id: str, attachment_id: str, *, chunk_size: int = ATTACHMENT_CHUNK
+    ) -> Iterator[bytes]:
+        """The bytes of ``/attachments/{id}/$value`` as they arrive, in chunks of at most
+        ``chunk_size``. The request is made on the first ``next()``; a dropped connection
+        midway raises ProviderUnavailableError."""
+        path = self._attachment_value(message_id, attachment_id)
+        response = self._call("GET", path, stream=True)
         try:
-            for chunk in response.iter_content(chunk_size=ATTACHMENT_CHUNK):
+            for chunk in response.iter_content(chunk_size=chunk_size):
                 if chunk:
-                    into.write(chunk)
+                    yield chunk
         except requests.RequestException as exc:
             raise ProviderUnavailableError(
                 f"attachment download interrupted: {type(exc).__name__}", provider=self.provider
             ) from None
         finally:
             response.close()
-        return b""
+
+    @staticmethod
+    def _attachment_value(message_id: str, attachment_id: str) -> str:
+        return f"/messages/{_mid(message_id)}/attachments/{_aid(attachment_id)}/$value"
 
     # ------------------------------------------------------------------ processed marking
 
