@@ -29,23 +29,10 @@ URLCONF = "mailparity_test_django_urls"
 
 @pytest.fixture(scope="module", autouse=True)
 def _django_settings() -> None:
-    from django.conf import settings
+    # One settings configuration for every Django test module (Django configures once).
+    import django_support
 
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            ALLOWED_HOSTS=["testserver"],
-            ROOT_URLCONF=URLCONF,
-            SECRET_KEY="test-only-not-secret",
-            MIDDLEWARE=[
-                "django.middleware.common.CommonMiddleware",
-                "django.middleware.csrf.CsrfViewMiddleware",
-            ],
-            INSTALLED_APPS=[],
-            DATABASES={},
-            DATA_UPLOAD_MAX_MEMORY_SIZE=8000,
-        )
-        django.setup()
+    django_support.configure()
 
 
 def _client(max_body_bytes: int) -> Iterator[Any]:

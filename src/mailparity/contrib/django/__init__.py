@@ -1,7 +1,11 @@
-"""Django integration: URL patterns with CSRF-exempt views serving a
-:class:`~mailparity.webhooks.WebhookHandler`.
+"""Django integration, and a Django app.
 
-::
+As an app (``"mailparity.contrib.django"`` in ``INSTALLED_APPS``): a store on the Django ORM with
+migrations (:mod:`.store`), the ``MAILPARITY`` setting and the project's
+:class:`~mailparity.App` (:func:`get_app`, :mod:`.conf`), Django signals for the events
+(:mod:`.signals`). See the Django guide.
+
+Without the app, the URL patterns serve any :class:`~mailparity.webhooks.WebhookHandler`::
 
     # urls.py
     from mailparity.contrib.django import webhook_urlpatterns
@@ -13,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     from django.core.exceptions import RequestDataTooBig
@@ -21,14 +25,32 @@ try:
     from django.urls import path
     from django.views.decorators.csrf import csrf_exempt
 except ImportError as exc:
-    from ..errors import missing_extra
+    from ...errors import missing_extra
 
     raise missing_extra("django", "mailparity.contrib.django") from exc
 
-from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
-from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
+from ...health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
+from ...webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
-__all__ = ["webhook_urlpatterns", "webhook_view"]
+if TYPE_CHECKING:
+    from ...app import App
+    from ...protocols import StateStore
+
+__all__ = ["get_app", "get_store", "webhook_urlpatterns", "webhook_view"]
+
+
+def get_app() -> App:
+    """The project's :class:`~mailparity.App`, built from the ``MAILPARITY`` setting on first
+    use (needs the app in ``INSTALLED_APPS``); see :func:`mailparity.contrib.django.conf.get_app`.
+    """
+    from .conf import get_app as configured_app
+
+    return configured_app()
+
+
+def get_store() -> StateStore:
+    """The store of :func:`get_app`."""
+    return get_app().store
 
 
 def _too_large() -> HttpResponse:

@@ -1,0 +1,222 @@
+"""The Django app: the MAILPARITY setting, the App accessor, the signals publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from mailparity.errors import PublishError
+from mailparity.mime import message_from_mime
+from mailparity.models import EmailProviderAuthFailed, InboundEmailReceived
+from mailparity.publishers import InMemoryPublisher
+from mailparity.testing import build_message
+
+django_support = pytest.importorskip("django_support")
+django_support.configure()
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.test import override_settings  # noqa: E402
+
+from mailparity.contrib.django import conf, signals  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_app() -> Iterator[None]:
+    conf.reset()
+    yield
+    conf.reset()
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def test_defaults_without_a_setting() -> None:
+    parsed = conf.parse_settings(None)
+    assert parsed.store == "django"
+    assert parsed.database == "default"
+    assert parsed.publisher is None
+    assert parsed.retention is not None
+    assert parsed.retention.dedupe == timedelta(days=45)
+    assert parsed.require_worker is True
+
+
+def test_every_key_is_read() -> None:
+    parsed = conf.parse_settings(
+        {
+            "STORE": "memory",
+            "PUBLISHER": "mailparity.publishers.InMemoryPublisher",
+            "SECRETS": "helpdesk.secrets.Secrets",
+            "PUSH": {"max_body_bytes": 1000},
+            "PROCESSOR": {"retry_cap": 3},
+            "RENEWAL": {"lock_seconds": 60},
+            "RETENTION": {"dedupe_days": 60, "dead_jobs_days": 7.5},
+            "WORKER": {"threads": 2},
+            "HEALTH": {"require_worker": False, "heartbeat_max_age_seconds": 90},
+        }
+    )
+    assert parsed.store == "memory"
+    assert parsed.push == {"max_body_bytes": 1000}
+    assert parsed.processor == {"retry_cap": 3}
+    assert parsed.retention is not None
+    assert parsed.retention.dedupe == timedelta(days=60)
+    assert parsed.retention.dead_jobs == timedelta(days=7.5)
+    assert parsed.retention.done_jobs == timedelta(days=7)
+    assert parsed.worker == {"threads": 2}
+    assert parsed.require_worker is False
+    assert parsed.heartbeat_max_age == timedelta(seconds=90)
+    assert conf.parse_settings({"RETENTION": None}).retention is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "MAILPARITY must be a dict"),
+        ({"STROE": "django"}, r"unknown keys \['STROE'\]"),
+        ({"STORE": "redis"}, r"MAILPARITY\['STORE'\] is 'redis'"),
+        ({"DATABASE": "other"}, r"MAILPARITY\['DATABASE'\] is 'other', which is not in"),
+        ({"PUBLISHER": "print"}, r"MAILPARITY\['PUBLISHER'\] is 'print', not a dotted path"),
+        ({"PUSH": ["google_audience"]}, r"MAILPARITY\['PUSH'\] is a list"),
+        ({"PUSH": {"max-body": 1}}, "not option names"),
+        ({"RETENTION": {"dedupe": 45}}, r"MAILPARITY\['RETENTION'\] has unknown keys"),
+        ({"RETENTION": {"dedupe_days": "45"}}, "not a number of days"),
+        ({"RETENTION": {"dedupe_days": 0}}, "not a positive number of days"),
+        ({"WORKER": {"threads": 0}}, r"\['threads'\] is 0"),
+        ({"HEALTH": {"require_worker": "no"}}, r"\['require_worker'\] is 'no'"),
+        ({"HEALTH": {"heartbeat_max_age_seconds": -1}}, "not a positive number"),
+    ],
+)
+def test_a_wrong_setting_is_improperly_configured(value: Any, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.parse_settings(value)
+
+
+def test_the_app_config_checks_the_setting_at_start_up() -> None:
+    from django.apps import apps
+
+    config = apps.get_app_config("mailparity")
+    assert config.name == "mailparity.contrib.django"
+    with (
+        override_settings(MAILPARITY={"STORE": 42}),
+        pytest.raises(ImproperlyConfigured, match="STORE"),
+    ):
+        config.ready()
+
+
+# ------------------------------------------------------------------------------ the App
+
+
+def test_get_app_builds_one_app_from_the_setting() -> None:
+    from mailparity.contrib.django.store import DjangoStore
+
+    django_support.migrated("default")
+    app = conf.get_app()
+    assert app is conf.get_app()
+    assert isinstance(app.store, DjangoStore)
+    assert conf.get_store() is app.store
+    assert isinstance(app.publisher, signals.SignalPublisher)
+    assert app.renewal_options["retention"] == conf.mailparity_settings().retention
+
+
+def test_get_app_follows_override_settings() -> None:
+    with override_settings(
+        MAILPARITY={
+            "STORE": "memory",
+            "PUBLISHER": "mailparity.publishers.InMemoryPublisher",
+            "PROCESSOR": {"retry_cap": 3},
+            "RETENTION": None,
+        }
+    ):
+        app = conf.get_app()
+        assert type(app.store).__name__ == "InMemoryStore"
+        assert isinstance(app.publisher, InMemoryPublisher)
+        assert app.processor_options == {"retry_cap": 3}
+        assert app.renewal_options["retention"] is None
+    assert conf.get_app() is not app  # the setting changed back: built again
+
+
+def test_a_publisher_path_that_is_not_a_publisher_is_refused() -> None:
+    with (
+        override_settings(MAILPARITY={"STORE": "memory", "PUBLISHER": "builtins.print"}),
+        pytest.raises(ImproperlyConfigured, match=r"PUBLISHER.*EventPublisher"),
+    ):
+        conf.get_app()
+    with (
+        override_settings(MAILPARITY={"STORE": "memory", "PUBLISHER": "no.such.Module"}),
+        pytest.raises(ImproperlyConfigured, match=r"PUBLISHER'\] cannot be imported"),
+    ):
+        conf.get_app()
+
+
+def test_build_app_takes_injected_parts() -> None:
+    publisher = InMemoryPublisher()
+    app = conf.build_app(conf.parse_settings({"STORE": "memory"}), publisher=publisher)
+    assert app.publisher is publisher
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+def _email_event() -> InboundEmailReceived:
+    raw = build_message(
+        from_="a@example.com", to="help@example.com", subject="Printer on fire", text="Help"
+    )
+    message = message_from_mime(
+        raw, id="m1", provider="google", provider_id="p", tenant="t",
+        mailbox="help@example.com", received_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    return InboundEmailReceived.for_message(message).model_copy(update={"event_id": "ev-1"})
+
+
+def _auth_event() -> EmailProviderAuthFailed:
+    return EmailProviderAuthFailed(
+        event_id="ev-2", tenant_id="t", provider_id="p", provider="microsoft",
+        mailbox="help@example.com", error="invalid_grant",
+        occurred_at=_email_event().occurred_at,
+    )
+
+
+def test_signal_publisher_sends_the_signal_of_each_kind() -> None:
+    received: list[tuple[str, Any, Any]] = []
+
+    def on_email(sender: Any, event: Any, **kwargs: Any) -> None:
+        received.append(("email", sender, event))
+
+    def on_auth(sender: Any, event: Any, **kwargs: Any) -> None:
+        received.append(("auth", sender, event))
+
+    def on_any(sender: Any, event: Any, **kwargs: Any) -> None:
+        received.append(("any", sender, event))
+
+    signals.inbound_email_received.connect(on_email)
+    signals.auth_failed.connect(on_auth)
+    signals.mailparity_event.connect(on_any)
+    try:
+        publisher = signals.SignalPublisher()
+        email, auth = _email_event(), _auth_event()
+        publisher.publish(email)
+        publisher.publish(auth)
+    finally:
+        signals.inbound_email_received.disconnect(on_email)
+        signals.auth_failed.disconnect(on_auth)
+        signals.mailparity_event.disconnect(on_any)
+    assert [(kind, event.event_id) for kind, _, event in received] == [
+        ("email", "ev-1"), ("any", "ev-1"), ("auth", "ev-2"), ("any", "ev-2"),
+    ]
+    assert received[0][1] is type(email)
+    assert received[2][2].error == "invalid_grant"
+
+
+def test_a_failing_receiver_fails_the_publish_without_quoting_it() -> None:
+    def broken(sender: Any, event: Any, **kwargs: Any) -> None:
+        raise ValueError(f"cannot file {event.email_data.subject}")
+
+    signals.inbound_email_received.connect(broken)
+    try:
+        with pytest.raises(PublishError, match="ValueError") as caught:
+            signals.SignalPublisher().publish(_email_event())
+    finally:
+        signals.inbound_email_received.disconnect(broken)
+    assert "Printer" not in str(caught.value)
