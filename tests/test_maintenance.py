@@ -620,7 +620,7 @@ def test_run_once_runs_lifecycle_and_sync_jobs(env: Env) -> None:
     box.changes = ["m-1"]
     box.next_cursor = 101
     env.store.enqueue_job(Job(kind="lifecycle", provider_id="ms", available_at=now,
-                              payload={"event": "reauthorizationRequired",
+                              payload={"event": "reauthorization_required",
                                        "subscription_id": "s1"}))
 
     report = env.maintenance().run_once()
@@ -640,7 +640,7 @@ def test_run_once_handles_subscription_removed(env: Env) -> None:
                                webhook_expires_at=now + timedelta(days=2)))
     env.store.set_meta("ms", LAST_PUSH_META, now.isoformat())
     env.store.enqueue_job(Job(kind="lifecycle", provider_id="ms", available_at=now,
-                              payload={"event": "subscriptionRemoved", "subscription_id": "s1"}))
+                              payload={"event": "subscription_removed", "subscription_id": "s1"}))
     report = env.maintenance().run_once()
     assert box.count("register") == 1
     assert report.jobs_run == 2

@@ -623,7 +623,7 @@ def _sync_jobs(env: Env, provider_id: str) -> list[Job]:
 
 
 def test_reauthorization_required_reauthorizes_and_catches_up(env: Env) -> None:
-    env.enqueue("lifecycle", GRAPH, event="reauthorizationRequired", subscription_id="sub-1")
+    env.enqueue("lifecycle", GRAPH, event="reauthorization_required", subscription_id="sub-1")
     env.processor().run_pending(limit=1)
     assert env.graph.count("reauthorize") == 1
     assert env.graph.count("renew") == 0
@@ -633,15 +633,29 @@ def test_reauthorization_required_reauthorizes_and_catches_up(env: Env) -> None:
 
 def test_reauthorization_falls_back_to_renew(env: Env) -> None:
     env.factory.graph_reauthorize = False
-    env.enqueue("lifecycle", GRAPH, event="reauthorizationRequired", subscription_id="sub-1")
+    env.enqueue("lifecycle", GRAPH, event="reauthorization_required", subscription_id="sub-1")
     env.processor().run_pending(limit=1)
     assert env.graph.count("renew") == 1
 
 
 def test_subscription_removed_registers_again_then_syncs(env: Env) -> None:
-    env.enqueue("lifecycle", GRAPH, event="subscriptionRemoved", subscription_id="sub-1")
+    env.enqueue("lifecycle", GRAPH, event="subscription_removed", subscription_id="sub-1")
     env.processor().run_pending(limit=1)
     assert env.graph.count("register") == 1
+    assert len(_sync_jobs(env, GRAPH)) == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "call"),
+    [("reauthorizationRequired", "reauthorize"), ("subscriptionRemoved", "register")],
+)
+def test_a_lifecycle_job_stored_under_graphs_own_name_still_runs(
+    env: Env, stored: str, call: str
+) -> None:
+    # Jobs stored before the names were provider-neutral: the Graph spec maps its names.
+    env.enqueue("lifecycle", GRAPH, event=stored, subscription_id="sub-1")
+    env.processor().run_pending(limit=1)
+    assert env.graph.count(call) == 1
     assert len(_sync_jobs(env, GRAPH)) == 1
 
 
@@ -654,7 +668,7 @@ def test_missed_enqueues_one_sync(env: Env) -> None:
 
 
 def test_lifecycle_for_an_old_subscription_is_ignored(env: Env) -> None:
-    env.enqueue("lifecycle", GRAPH, event="subscriptionRemoved", subscription_id="sub-old")
+    env.enqueue("lifecycle", GRAPH, event="subscription_removed", subscription_id="sub-old")
     env.processor().run_pending()
     assert env.graph.count("register") == 0
     assert env.store.count_jobs() == 0
@@ -662,7 +676,7 @@ def test_lifecycle_for_an_old_subscription_is_ignored(env: Env) -> None:
 
 def test_lifecycle_failure_retries_then_gives_up(env: Env) -> None:
     env.graph.fail_always("register", "*", SubscriptionError("validation failed", status=400))
-    env.enqueue("lifecycle", GRAPH, event="subscriptionRemoved", subscription_id="sub-1")
+    env.enqueue("lifecycle", GRAPH, event="subscription_removed", subscription_id="sub-1")
     processor = env.processor(retry_cap=3, backoff_base=1, backoff_max=10)
     for _ in range(5):
         processor.run_pending(limit=1)

@@ -159,7 +159,7 @@ def test_corpus_created_notification_with_wrong_client_state_is_ignored(
         ("msgraphdocs__webhooks-lifecycle__lifecycle_missed.json", "missed"),
         (
             "msgraphdocs__webhooks-lifecycle__lifecycle_reauthorization_required.json",
-            "reauthorizationRequired",
+            "reauthorization_required",  # Graph's reauthorizationRequired, by its neutral name
         ),
     ],
 )
@@ -192,7 +192,8 @@ def test_subscription_removed_lifecycle(handler: WebhookHandler, store: Any) -> 
             "lifecycleEvent": "subscriptionRemoved"}
     assert handler.handle_microsoft(graph_post(item)).status == 202
     [job] = jobs_of(store, "lifecycle")
-    assert job.payload["event"] == "subscriptionRemoved"
+    assert job.payload["event"] == "subscription_removed"
+    assert job.unique_key == f"lifecycle:{MS_PROVIDER}:subscription_removed"
 
 
 def test_unknown_lifecycle_event_is_ignored(handler: WebhookHandler, store: Any) -> None:

@@ -641,7 +641,8 @@ JobKind: TypeAlias = Literal[
     # The former, provider-named kinds of "message" and "cursor": still run (jobs stored before).
     "graph_message",
     "gmail_history",
-    "lifecycle",  # payload {"event", "subscription_id"}: act on a Graph lifecycle notification
+    # payload {"event", "subscription_id"}: act on a push registration's lifecycle event
+    "lifecycle",
     "sync",  # payload {"reason"}: catch-up sync of one provider
     "message_retry",  # payload {"message_id"}: a message whose minimal event went out
 ]

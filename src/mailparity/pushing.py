@@ -30,6 +30,10 @@ from .protocols import StateStore
 
 __all__ = [
     "LAST_PUSH_META",
+    "LIFECYCLE_EVENTS",
+    "LIFECYCLE_MISSED",
+    "LIFECYCLE_REAUTHORIZATION_REQUIRED",
+    "LIFECYCLE_SUBSCRIPTION_REMOVED",
     "MAX_ID_LENGTH",
     "Headers",
     "PushSource",
@@ -46,6 +50,19 @@ LAST_PUSH_META = "last_push_at"
 MAX_ID_LENGTH = 1024
 
 _TEXT_PLAIN = "text/plain; charset=utf-8"
+
+# The provider-neutral events of a push registration's lifecycle: the ``event`` of a
+# ``lifecycle`` job. A push source maps its provider's own names onto these.
+#: Pushes are paused until the registration is reauthorized (or renewed).
+LIFECYCLE_REAUTHORIZATION_REQUIRED = "reauthorization_required"
+#: The registration is gone: a new one must be created.
+LIFECYCLE_SUBSCRIPTION_REMOVED = "subscription_removed"
+#: Pushes were dropped: the mailbox must catch up from its cursor.
+LIFECYCLE_MISSED = "missed"
+#: Every lifecycle event the processor acts on (each one also queues a catch-up).
+LIFECYCLE_EVENTS = frozenset(
+    {LIFECYCLE_REAUTHORIZATION_REQUIRED, LIFECYCLE_SUBSCRIPTION_REMOVED, LIFECYCLE_MISSED}
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,8 +78,6 @@ MAX_RETRY_AFTER = 86_400.0
 _MESSAGE_KINDS = frozenset({"message", "message_retry", "graph_message"})
 _CURSOR_KINDS = frozenset({"cursor", "sync", "gmail_history"})
 
-_LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
-
 
 @dataclass(frozen=True)
 class MessageResult:

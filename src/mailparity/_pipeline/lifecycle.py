@@ -10,7 +10,13 @@ from ..errors import AuthError, ConfigurationError
 from ..models import Job
 from ..protocols import AnyProviderConfig
 from ..providers import spec_for
-from .base import _LIFECYCLE_EVENTS, ProcessorBase, _describe, log
+from ..pushing import (
+    LIFECYCLE_EVENTS,
+    LIFECYCLE_MISSED,
+    LIFECYCLE_REAUTHORIZATION_REQUIRED,
+    LIFECYCLE_SUBSCRIPTION_REMOVED,
+)
+from .base import ProcessorBase, _describe, log
 
 __all__ = ["LifecycleJobs"]
 
@@ -24,26 +30,28 @@ class LifecycleJobs(ProcessorBase):
         self, job: Job, provider: AnyProviderConfig, adapter: EmailProviderAdapter[Any]
     ) -> None:
         pid = provider.provider_id
-        event = job.payload.get("event")
+        spec = spec_for(provider)
+        # A job stored under the provider's own name (before the names were neutral) runs too.
+        event = spec.lifecycle_event(job.payload.get("event"))
         subscription_id = job.payload.get("subscription_id")
-        current = spec_for(provider).subscription_id(provider)
+        current = spec.subscription_id(provider)
         stale = bool(subscription_id and current and subscription_id != current)
-        if event not in _LIFECYCLE_EVENTS:
+        if event not in LIFECYCLE_EVENTS:
             log.warning("provider %s: unknown lifecycle event %r; ignored", pid, event)
             self.store.complete_job(job.id)
             return
-        if stale and event != "missed":
+        if stale and event != LIFECYCLE_MISSED:
             # An old subscription (already replaced): acting on it would create a second one.
             log.info("provider %s: %s for old subscription; ignored", pid, event)
             self.store.complete_job(job.id)
             return
         try:
-            if event == "reauthorizationRequired":
+            if event == LIFECYCLE_REAUTHORIZATION_REQUIRED:
                 if isinstance(adapter, Reauthorize):
                     adapter.reauthorize_subscription()
                 else:
                     adapter.renew_webhook_subscription()
-            elif event == "subscriptionRemoved":
+            elif event == LIFECYCLE_SUBSCRIPTION_REMOVED:
                 adapter.register_webhook_subscription()
         except (AuthError, ConfigurationError):
             raise

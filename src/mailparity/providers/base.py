@@ -150,6 +150,10 @@ class ProviderSpec:
     web_connect: Any = None
     #: The :class:`PushListener` class (or its ``"module:Name"``), or None.
     listener: Any = None
+    #: The provider's own lifecycle event names -> the neutral ones
+    #: (:data:`mailparity.pushing.LIFECYCLE_EVENTS`), or its ``"module:Name"``: lets a
+    #: ``lifecycle`` job stored under a provider's own name run. None for most providers.
+    lifecycle_aliases: Mapping[str, str] | str | None = None
 
     def __post_init__(self) -> None:
         if not self.key or not self.key.isascii() or not self.key.replace("_", "").isalnum():
@@ -173,6 +177,14 @@ class ProviderSpec:
     def listener_class(self) -> Any:
         """The push listener class (imported on first use), or None."""
         return None if self.listener is None else resolve(self.listener)
+
+    def lifecycle_event(self, name: object) -> object:
+        """The neutral lifecycle event ``name`` stands for (``name`` itself when it has no
+        alias: a neutral name, or an unknown one the processor then ignores)."""
+        if not isinstance(name, str) or self.lifecycle_aliases is None:
+            return name
+        aliases: Mapping[str, str] = resolve(self.lifecycle_aliases)
+        return aliases.get(name, name)
 
     def renewal_settings(self) -> dict[str, timedelta]:
         """The renewal rule's default settings (empty without a rule)."""

@@ -37,6 +37,7 @@ SPEC = ProviderSpec(
         settings={"graph_renew_before": DEFAULT_RENEW_BEFORE},
     ),
     cursor_field="delta_links",
+    lifecycle_aliases="mailparity.providers.graph.push:GRAPH_LIFECYCLE_EVENTS",
     subscription_id=subscription_id,
 )
 

@@ -20,12 +20,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from ...errors import ConfigurationError
 from ...models import Job
 from ...pushing import (
     _TEXT_PLAIN,
+    LIFECYCLE_MISSED,
+    LIFECYCLE_REAUTHORIZATION_REQUIRED,
+    LIFECYCLE_SUBSCRIPTION_REMOVED,
     MAX_ID_LENGTH,
     PushSource,
     WebhookRequest,
@@ -53,8 +57,14 @@ __all__ = [
 
 log = logging.getLogger("mailparity.webhooks")
 
-#: The Graph lifecycle events that become ``lifecycle`` jobs.
-GRAPH_LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+#: The Graph lifecycle events that become ``lifecycle`` jobs, and the provider-neutral event
+#: (:data:`mailparity.pushing.LIFECYCLE_EVENTS`) each job carries. The spec also hands this to
+#: the processor, so a job stored under Graph's own name (before the names were neutral) runs.
+GRAPH_LIFECYCLE_EVENTS: Mapping[str, str] = MappingProxyType({
+    "reauthorizationRequired": LIFECYCLE_REAUTHORIZATION_REQUIRED,
+    "subscriptionRemoved": LIFECYCLE_SUBSCRIPTION_REMOVED,
+    "missed": LIFECYCLE_MISSED,
+})
 #: Graph's validation tokens are short opaque strings; anything longer is not Graph.
 MAX_VALIDATION_TOKEN_LENGTH = 1024
 #: The most items one notification POST may carry (Graph batches a few; see the handler).
@@ -303,14 +313,14 @@ class GraphPush(PushSource):
 
         lifecycle = item.get("lifecycleEvent")
         if lifecycle is not None:
-            if lifecycle not in GRAPH_LIFECYCLE_EVENTS:
+            event = GRAPH_LIFECYCLE_EVENTS.get(lifecycle) if isinstance(lifecycle, str) else None
+            if event is None:
                 return _ItemOutcome("unhandled lifecycle event", _safe(lifecycle))
-            assert isinstance(lifecycle, str)
             return self._graph_job(Job(
                 kind="lifecycle",
                 provider_id=pid,
-                payload={"event": lifecycle, "subscription_id": subscription_id},
-                unique_key=f"lifecycle:{pid}:{lifecycle}",
+                payload={"event": event, "subscription_id": subscription_id},
+                unique_key=f"lifecycle:{pid}:{event}",
                 available_at=now,
                 created_at=now,
             ))
