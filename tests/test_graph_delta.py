@@ -115,6 +115,76 @@ def test_commit_refuses_when_the_cursor_moved(rsps: Any, clock: Any) -> None:
     assert saved.delta_links == {"inbox": "other-worker"}
 
 
+class _RacingStore:
+    """Wraps a store; before each of the first ``races`` compare-and-sets, another worker moves
+    the link of ``folder`` (as if it committed between our read and our write)."""
+
+    def __init__(self, inner: Any, folder: str, races: int) -> None:
+        self.inner = inner
+        self.folder = folder
+        self.races = races
+        self.cas_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def compare_and_set_cursor(self, provider_id: str, expected: Any, new: Any) -> bool:
+        self.cas_calls += 1
+        if self.races:
+            self.races -= 1
+            links = dict(self.inner.get_provider(provider_id).delta_links)
+            links[self.folder] = f"moved-{self.cas_calls}"
+            self.inner.update_provider(provider_id, {"delta_links": links})
+        return bool(self.inner.compare_and_set_cursor(provider_id, expected, new))
+
+
+def _racing_adapter(
+    clock: Any, folder: str, races: int
+) -> tuple[MicrosoftGraphAdapter, _RacingStore]:
+    """An adapter whose store is swapped for the racing wrapper once fetch_changes ran (the
+    wrapper is not a runtime-checkable store, so the adapter is built on the inner one)."""
+    cfg = config(delta_links={"inbox": LINK_1, "archive": "A-1"})
+    inner = store_with(cfg, tokens(clock()))
+    adapter = MicrosoftGraphAdapter(cfg, store=inner, clock=clock, sleep=clock.sleep)
+    return adapter, _RacingStore(inner, folder, races)
+
+
+def test_commit_is_a_compare_and_set_that_keeps_another_folders_move(
+    rsps: Any, clock: Any
+) -> None:
+    rsps.get(LINK_1, json={"value": [], "@odata.deltaLink": LINK_2})
+    adapter, racing = _racing_adapter(clock, "archive", races=1)
+    batch = adapter.fetch_changes()
+    adapter.store = racing
+    assert adapter.commit_cursor(batch)
+    # The first CAS lost to the other folder's commit; the second one kept both moves.
+    assert racing.cas_calls == 2
+    saved = racing.inner.get_provider("prov-1")
+    assert saved.delta_links == {"inbox": LINK_2, "archive": "moved-1"}
+    assert adapter.config.delta_links == saved.delta_links
+
+
+def test_commit_loses_to_a_move_of_its_own_folder_between_read_and_write(
+    rsps: Any, clock: Any
+) -> None:
+    rsps.get(LINK_1, json={"value": [], "@odata.deltaLink": LINK_2})
+    adapter, racing = _racing_adapter(clock, "inbox", races=1)
+    batch = adapter.fetch_changes()
+    adapter.store = racing
+    assert not adapter.commit_cursor(batch)
+    assert racing.inner.get_provider("prov-1").delta_links["inbox"] == "moved-1"
+
+
+def test_commit_gives_up_when_the_links_never_settle(rsps: Any, clock: Any) -> None:
+    rsps.get(LINK_1, json={"value": [], "@odata.deltaLink": LINK_2})
+    adapter, racing = _racing_adapter(clock, "archive", races=100)
+    batch = adapter.fetch_changes()
+    adapter.store = racing
+    assert not adapter.commit_cursor(batch)
+    assert racing.cas_calls == 5
+    assert racing.inner.get_provider("prov-1").delta_links["inbox"] == LINK_1
+
+
 def test_commit_rejects_bad_cursor(clock: Any) -> None:
     from mailparity.adapter import SyncBatch
 

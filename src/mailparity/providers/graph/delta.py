@@ -50,6 +50,10 @@ BASELINE_MARGIN = timedelta(minutes=5)
 _META_COMMIT = "graph_delta_committed_at:"
 
 
+#: Compare-and-set attempts of one commit while other folders' links keep moving.
+_COMMIT_ATTEMPTS = 5
+
+
 class DeltaCatchUp(EmailProviderAdapter[MicrosoftProviderConfig]):
     """The delta catch-up of the Graph adapter (the adapter's "catch-up (delta)" section)."""
 
@@ -263,29 +267,55 @@ class DeltaCatchUp(EmailProviderAdapter[MicrosoftProviderConfig]):
             )
 
     def commit_cursor(self, batch: SyncBatch) -> bool:
-        """Save the batch's deltaLink(s) if the stored one is still what the batch started from
-        (False, nothing saved, when another worker moved it meanwhile). Best effort: the check
-        and the save are two store calls."""
+        """Save the batch's deltaLink(s) if the stored link of each of its folders is still the one
+        the batch started from (False, nothing saved, when another worker moved it meanwhile).
+
+        Atomic: the whole ``delta_links`` mapping moves with the store's
+        ``compare_and_set_cursor``. When that fails because another folder's link moved between
+        the read and the write, the commit reads again and retries (a bounded number of times);
+        a store without the method gets a check-then-save."""
         cursor = batch.cursor
         if not isinstance(cursor, Mapping) or not cursor:
             raise ValueError("SyncBatch.cursor must be a {folder: deltaLink} mapping")
-        fresh = self.store.get_provider(self.config.provider_id)
-        links = dict(
-            fresh.delta_links if isinstance(fresh, MicrosoftProviderConfig)
-            else self.config.delta_links
-        )
-        for folder in cursor:
-            if links.get(folder) != batch.expected:
-                log.info(
-                    "provider %s: delta cursor of %s moved meanwhile; not committed",
-                    self.config.provider_id, folder,
-                )
-                return False
-        links.update({str(k): str(v) for k, v in cursor.items()})
-        self.save_config_changes({"delta_links": links})
+        update = {str(k): str(v) for k, v in cursor.items()}
+        for _ in range(_COMMIT_ATTEMPTS):
+            outcome = self._commit_links(update, batch.expected)
+            if outcome is not None:
+                break
+        else:
+            log.warning(
+                "provider %s: delta links kept moving meanwhile; not committed",
+                self.config.provider_id,
+            )
+            return False
+        if not outcome:
+            return False
         if isinstance(self.store, MetaStore):
             for folder in cursor:
                 self.store.set_meta(
                     self.config.provider_id, _META_COMMIT + str(folder), self.clock().isoformat()
                 )
+        return True
+
+    def _commit_links(self, update: Mapping[str, str], expected: Any) -> bool | None:
+        """One compare-and-set of ``delta_links`` with ``update`` applied: True when saved, False
+        when a folder of ``update`` no longer has the ``expected`` link, None when the stored
+        mapping changed elsewhere between the read and the write (read again)."""
+        pid = self.config.provider_id
+        fresh = self.store.get_provider(pid)
+        stored = fresh if isinstance(fresh, MicrosoftProviderConfig) else None
+        current = dict(stored.delta_links if stored is not None else self.config.delta_links)
+        for folder in update:
+            if current.get(folder) != expected:
+                log.info("provider %s: delta cursor of %s moved meanwhile; not committed",
+                         pid, folder)
+                return False
+        links = {**current, **update}
+        cas = getattr(self.store, "compare_and_set_cursor", None)
+        if stored is None or not callable(cas):
+            self.save_config_changes({"delta_links": links})
+            return True
+        if not cas(pid, current, links):
+            return None
+        self.config = stored.model_copy(update={"delta_links": links})
         return True
