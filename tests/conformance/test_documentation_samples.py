@@ -306,7 +306,8 @@ def test_graph_lifecycle_sample_schedules_a_reauthorization() -> None:
     assert handler.handle_microsoft(_post(GRAPH_LIFECYCLE)).status == 202
     [job] = store.list_jobs(status="pending")
     assert job.kind == "lifecycle"
-    assert job.payload["event"] == "reauthorizationRequired"
+    # Graph's reauthorizationRequired, by the provider-neutral name lifecycle jobs carry.
+    assert job.payload["event"] == "reauthorization_required"
     assert job.payload["subscription_id"] == "e3898f08-5cd0-4a6a-80fc-6addbfb73b7b"
 
 
