@@ -45,7 +45,9 @@ def test_prefix_scheme_and_config_overrides(both: tuple[FakeServer, FakeGraph, F
         "login_base_url": graph.login_url,
         "gmail_base_url": gmail.base_url,
         "token_uri": gmail.token_uri,
+        "auth_uri": gmail.auth_uri,
     }
+    assert gmail.auth_uri == f"{server.url}/google/auth"
     assert "FakeServer(url=" in repr(server)
 
 

@@ -16,6 +16,7 @@ from mailparity.processing import MESSAGE_META_PREFIXES
 from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
 from mailparity.stores.sqlite import SqliteStore
+from mailparity.webconnect import STATE_META_PREFIX
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -51,7 +52,7 @@ def test_defaults_outlast_every_redelivery_and_catch_up_window() -> None:
     assert policy.dead_jobs >= timedelta(days=30)
     cutoffs = policy.cutoffs(NOW)
     assert cutoffs.dedupe_before == NOW - policy.dedupe
-    assert cutoffs.meta_prefixes == MESSAGE_META_PREFIXES
+    assert cutoffs.meta_prefixes == (*MESSAGE_META_PREFIXES, STATE_META_PREFIX)
     assert "msg-dead:" in cutoffs.meta_prefixes
 
 

@@ -59,6 +59,10 @@ _EXPORTS: dict[str, str] = {
     "PermanentMessageError": "errors",
     "EventParseError": "errors",
     "TLSVerificationError": "errors",
+    "WebConnectError": "errors",
+    "ConnectStateError": "errors",
+    "ConnectDeniedError": "errors",
+    "MailboxMismatchError": "errors",
     # protocols
     "CredentialStore": "protocols",
     "ProviderStore": "protocols",
@@ -101,6 +105,11 @@ _EXPORTS: dict[str, str] = {
     "Maintenance": "maintenance",
     "MaintenanceReport": "maintenance",
     "RetentionPolicy": "maintenance",
+    # connecting mailboxes from a web app
+    "WebConnect": "webconnect",
+    "ConnectStart": "webconnect",
+    "ConnectResult": "webconnect",
+    "DisconnectResult": "webconnect",
 }
 
 __all__ = [
@@ -114,12 +123,17 @@ __all__ = [
     "BadRequestError",
     "CallbackPublisher",
     "ConfigurationError",
+    "ConnectDeniedError",
+    "ConnectResult",
+    "ConnectStart",
+    "ConnectStateError",
     "ConnectionTestResult",
     "CredentialStore",
     "CredentialsMissingError",
     "CursorExpiredError",
     "DedupeStore",
     "DictSecretStore",
+    "DisconnectResult",
     "EmailAddress",
     "EmailBody",
     "EmailMessage",
@@ -142,6 +156,7 @@ __all__ = [
     "LockStore",
     "MailParityError",
     "MailParityEvent",
+    "MailboxMismatchError",
     "Maintenance",
     "MaintenanceReport",
     "MetaStore",
@@ -170,6 +185,8 @@ __all__ = [
     "TLSVerificationError",
     "ThrottledError",
     "UnauthorizedError",
+    "WebConnect",
+    "WebConnectError",
     "WebhookAuthenticationError",
     "WebhookError",
     "WebhookHandler",
@@ -214,9 +231,12 @@ if TYPE_CHECKING:
         AuthExpiredError,
         BadRequestError,
         ConfigurationError,
+        ConnectDeniedError,
+        ConnectStateError,
         CredentialsMissingError,
         CursorExpiredError,
         EventParseError,
+        MailboxMismatchError,
         MailParityError,
         NotFoundError,
         PermanentMessageError,
@@ -229,6 +249,7 @@ if TYPE_CHECKING:
         ThrottledError,
         TLSVerificationError,
         UnauthorizedError,
+        WebConnectError,
         WebhookAuthenticationError,
         WebhookError,
         WebhookValidationError,
@@ -282,5 +303,6 @@ if TYPE_CHECKING:
     from .stores.memory import InMemoryStore
     from .stores.sql import SqlStore
     from .stores.sqlite import SqliteStore
+    from .webconnect import ConnectResult, ConnectStart, DisconnectResult, WebConnect
     from .webhooks import WebhookHandler, WebhookRequest, WebhookResponse
     from .worker import Worker

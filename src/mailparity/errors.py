@@ -26,6 +26,10 @@ on it without parsing messages. Messages never contain tokens, client secrets or
     │   ├── WebhookValidationError    malformed request (400 / 413)
     │   └── WebhookAuthenticationError  missing or invalid push credentials (401 / 403)
     ├── PermanentMessageError         this message can never be processed (poison message)
+    ├── WebConnectError               a web connect step was refused; nothing was stored
+    │   ├── ConnectStateError         state missing, unknown, expired, reused, or another owner's
+    │   ├── ConnectDeniedError        the provider's redirect carried an error (declined ...)
+    │   └── MailboxMismatchError      signed in as another mailbox than the expected one
     └── EventParseError               parse_event: not an event this library knows (also ValueError)
 
 Transient errors are :class:`ThrottledError` and :class:`ProviderUnavailableError`; see
@@ -39,10 +43,13 @@ __all__ = [
     "AuthExpiredError",
     "BadRequestError",
     "ConfigurationError",
+    "ConnectDeniedError",
+    "ConnectStateError",
     "CredentialsMissingError",
     "CursorExpiredError",
     "EventParseError",
     "MailParityError",
+    "MailboxMismatchError",
     "MissingExtraError",
     "NotFoundError",
     "PermanentMessageError",
@@ -54,6 +61,7 @@ __all__ = [
     "SubscriptionError",
     "ThrottledError",
     "UnauthorizedError",
+    "WebConnectError",
     "WebhookAuthenticationError",
     "WebhookError",
     "WebhookValidationError",
@@ -221,6 +229,41 @@ class EventParseError(MailParityError, ValueError):
     """:func:`~mailparity.events.parse_event` got no event of this library: not JSON, not an
     object, an unknown ``eventType``, a ``schemaVersion`` newer than this library, or fields that
     do not validate. The message names what is wrong (field locations, never field values)."""
+
+
+class WebConnectError(MailParityError):
+    """A step of the web connect flow (:mod:`mailparity.webconnect`) was refused; nothing was
+    stored. ``code`` says why (``invalid_grant``, ``mailbox_taken``, ``scope_not_granted`` ...).
+    Messages never carry the ``state``, the authorization code, tokens or secrets; they are
+    safe to show to the person who signed in."""
+
+
+class ConnectStateError(WebConnectError):
+    """The callback's ``state`` cannot be trusted: ``code`` is ``state_missing``,
+    ``state_unknown``, ``state_expired``, ``state_reused`` or ``owner_mismatch`` (the flow was
+    started for another user or tenant of the host)."""
+
+
+class ConnectDeniedError(WebConnectError):
+    """The provider redirected back with an ``error`` (the user declined, an admin's consent is
+    missing ...): ``code`` is the OAuth ``error`` (``access_denied`` ...); the provider's own
+    code (an Entra ``AADSTS...``) is in :attr:`provider_code` when it sent one."""
+
+    def __init__(self, message: str, *, provider_code: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.provider_code = provider_code
+
+
+class MailboxMismatchError(WebConnectError):
+    """The account that signed in is not the mailbox the host expected (``code``
+    ``mailbox_mismatch``); :attr:`expected` and :attr:`observed` name both."""
+
+    def __init__(
+        self, message: str, *, expected: str, observed: str | None, **kwargs: object
+    ) -> None:
+        super().__init__(message, code="mailbox_mismatch", **kwargs)  # type: ignore[arg-type]
+        self.expected = expected
+        self.observed = observed
 
 
 def is_transient(error: BaseException) -> bool:

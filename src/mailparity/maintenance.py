@@ -67,7 +67,7 @@ class RetentionPolicy:
         dead_jobs: buried jobs, kept for ``mailparity jobs`` and inspection (30 days).
         message_meta: per-message bookkeeping (failure counters, give-up marks; 45 days: a
             give-up mark stops a catch-up from fetching a poison message again, as a dedupe key
-            does for a published one).
+            does for a published one), and the web connect flow's states.
     """
 
     dedupe: timedelta = timedelta(days=45)
@@ -78,13 +78,15 @@ class RetentionPolicy:
     def cutoffs(self, now: datetime) -> PruneCutoffs:
         """The instants before which a store prunes, as of ``now``."""
         from .processing import MESSAGE_META_PREFIXES
+        from .webconnect import STATE_META_PREFIX
 
         return PruneCutoffs(
             dedupe_before=now - self.dedupe,
             done_jobs_before=now - self.done_jobs,
             dead_jobs_before=now - self.dead_jobs,
             meta_before=now - self.message_meta,
-            meta_prefixes=MESSAGE_META_PREFIXES,
+            # Web connect states nobody came back for, and the marks of used ones, go too.
+            meta_prefixes=(*MESSAGE_META_PREFIXES, STATE_META_PREFIX),
         )
 
 

@@ -45,7 +45,15 @@ if TYPE_CHECKING:
 __all__ = [
     "CliConnect",
     "ConnectContext",
-    "ProviderSpec", "PushListener", "RenewalRule", "resolve"]
+    "ProviderSpec",
+    "PushListener",
+    "RenewalRule",
+    "WebAuthorization",
+    "WebConnectHook",
+    "WebConnectSettings",
+    "WebGrant",
+    "resolve",
+]
 
 
 def resolve(ref: Any) -> Any:
@@ -111,6 +119,87 @@ class CliConnect:
     run: Callable[[argparse.Namespace, ConnectContext], int]
 
 
+@dataclass(frozen=True)
+class WebConnectSettings:
+    """What the core hands a provider's web connect hook (see :class:`WebConnectHook`).
+
+    Attributes:
+        client_id: the OAuth client (app registration) id, already resolved.
+        client_secret: its secret (None when the host has none); never logged.
+        redirect_uri: the host's callback URL, exactly as registered with the provider.
+        options: the host's settings for this provider: config fields (``login_base_url``,
+            ``token_uri``, ``scopes`` ...) and flow options the hook documents.
+        session: the ``requests.Session`` every call goes through.
+        timeout: (connect, read) seconds for each call.
+        clock: the current time (UTC).
+    """
+
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    redirect_uri: str
+    options: Mapping[str, Any]
+    session: Any
+    timeout: tuple[float, float]
+    clock: Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class WebAuthorization:
+    """Where to send the browser, and what must be kept server-side until the callback.
+
+    Attributes:
+        url: the provider's authorization (or admin consent) URL, with ``state`` in it.
+        flow: private, JSON-able data the hook needs back at the callback (the PKCE verifier,
+            the nonce ...): stored with the state in the host's store, never sent to the browser.
+    """
+
+    url: str = field(repr=False)
+    flow: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class WebGrant:
+    """What a provider's callback handling produced.
+
+    Attributes:
+        tokens: the :class:`~mailparity.models.OAuthTokens` to store (None for app-only
+            access, whose tokens the adapter gets itself).
+        fields: config fields the sign-in settled (``client_id``, ``auth_mode``, ``scopes`` ...).
+        mailbox: the address the provider says signed in (checked with ``test_connection``
+            before anything is stored), or None when the grant names no mailbox (admin consent).
+    """
+
+    tokens: Any = field(default=None, repr=False)
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    mailbox: str | None = None
+
+
+@dataclass(frozen=True)
+class WebConnectHook:
+    """A provider's web sign-in (a spec's ``web_connect``), used by
+    :class:`mailparity.webconnect.WebConnect`; the core keeps the state, the owner binding,
+    the storing and the mailbox check, the hook only speaks the provider's OAuth dialect.
+
+    Attributes:
+        authorize: ``authorize(settings, state=, login_hint=) -> WebAuthorization``: the
+            authorization URL (with PKCE S256) and the private flow data to keep.
+        exchange: ``exchange(settings, params=, flow=) -> WebGrant``: redeem the code of the
+            callback's query ``params`` (``state`` already checked, ``error`` already handled).
+        admin_consent: for providers with tenant-wide consent of application access:
+            ``admin_consent(settings, state=) -> WebAuthorization``; None when there is none.
+        admin_grant: ``admin_grant(settings, params=, flow=) -> WebGrant`` (fields of an
+            application-mode connection, no tokens, no mailbox); None when there is none.
+        error_code: ``error_code(params) -> str | None``: the provider's own error code of a
+            refused callback (an Entra ``AADSTS...`` code), shown beside the OAuth ``error``.
+    """
+
+    authorize: Callable[..., WebAuthorization]
+    exchange: Callable[..., WebGrant]
+    admin_consent: Callable[..., WebAuthorization] | None = None
+    admin_grant: Callable[..., WebGrant] | None = None
+    error_code: Callable[[Mapping[str, str]], str | None] | None = None
+
+
 @runtime_checkable
 class PushListener(Protocol):
     """A provider's long-running push source (for example IMAP IDLE).
@@ -173,6 +262,14 @@ class ProviderSpec:
     def cli_connect_hook(self) -> Any:
         """The CLI connect hook (``add_arguments(parser)`` and ``run(args, ctx)``), or None."""
         return None if self.cli_connect is None else resolve(self.cli_connect)
+
+    def web_connect_hook(self) -> WebConnectHook | None:
+        """The web connect hook (a :class:`WebConnectHook`), or None when the provider has no
+        web sign-in."""
+        if self.web_connect is None:
+            return None
+        hook: WebConnectHook = resolve(self.web_connect)
+        return hook
 
     def listener_class(self) -> Any:
         """The push listener class (imported on first use), or None."""

@@ -17,7 +17,10 @@ maxResults; 404 when the start is older than the
 retained history), ``watch``, ``stop``. Batches: ``POST {base_url}/batch/gmail/v1`` (and
 ``/batch``, the path google-api-python-client uses), multipart/mixed, at most 100 parts. Token
 endpoint at ``token_uri`` (``refresh_token`` and service-account ``jwt-bearer`` grants); the push
-signer's certificates at ``certs_url``.
+signer's certificates at ``certs_url``. Authorization endpoint at ``auth_uri`` (Google's
+``/o/oauth2/v2/auth``: one-time codes with PKCE; who signs in: see
+:mod:`mailparity.testing._authorize`), redeemed by the token endpoint's ``authorization_code``
+grant.
 
 Faults: :meth:`fail_next` (429 ``rateLimitExceeded`` with Retry-After, 403
 ``userRateLimitExceeded``, 5xx ``backendError``), :meth:`expire_tokens`,
@@ -41,6 +44,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from ._authorize import AuthCode, AuthorizationServer, Refusal, chooser, page, redirect
 from ._fakebase import (
     Clock,
     Delivery,
@@ -205,6 +209,7 @@ class FakeGmail(ProviderFake):
         clock: Clock | None = None,
         signer: PushSigner | None = None,
         certs_url: str = "https://www.googleapis.com/oauth2/v1/certs",
+        auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth",
         seed: int = 0,
         subscription: str = DEFAULT_SUBSCRIPTION,
         token_lifetime: int = 3599,
@@ -214,6 +219,7 @@ class FakeGmail(ProviderFake):
         self.base_url = base_url.rstrip("/")
         self.token_uri = token_uri
         self.certs_url = certs_url
+        self.auth_uri = auth_uri
         self._signer = signer
         self.random = random.Random(seed)
         self.subscription = subscription
@@ -224,6 +230,13 @@ class FakeGmail(ProviderFake):
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Refresh] = {}
         self._counter = 0
+        #: The sign-in side: redirect URIs, the signed-in account, issued codes.
+        self.authorization = AuthorizationServer(
+            new_code=lambda: "4/0Afake-" + _b64url(self.random.randbytes(24)), now=self.now
+        )
+        #: (client id, address) pairs that consented once: Google issues a refresh token on
+        #: the first consent, and later only when asked again with ``prompt=consent``.
+        self._consented: set[tuple[str, str]] = set()
 
     # ================================================================== setup helpers
 
@@ -237,19 +250,24 @@ class FakeGmail(ProviderFake):
         return self._signer
 
     def base_urls(self) -> list[str]:
-        return [self.base_url, self.token_uri, self.certs_url]
+        return [self.base_url, self.token_uri, self.certs_url, self.auth_uri]
 
     def mount(self, root_url: str) -> None:
         """Serve below ``root_url``: API at ``{root}/gmail``, token endpoint at
-        ``{root}/google/token``, push certificates at ``{root}/google/certs``."""
+        ``{root}/google/token``, push certificates at ``{root}/google/certs``, authorization
+        endpoint at ``{root}/google/auth``."""
         root = root_url.rstrip("/")
         self.base_url = f"{root}/gmail"
         self.token_uri = f"{root}/google/token"
         self.certs_url = f"{root}/google/certs"
+        self.auth_uri = f"{root}/google/auth"
 
     def config_overrides(self) -> dict[str, str]:
-        """``GmailProviderConfig`` fields that point an adapter at this fake."""
-        return {"gmail_base_url": self.base_url, "token_uri": self.token_uri}
+        """``GmailProviderConfig`` fields that point an adapter (and the web connect flow) at
+        this fake."""
+        return {
+            "gmail_base_url": self.base_url, "token_uri": self.token_uri, "auth_uri": self.auth_uri
+        }
 
     def add_mailbox(self, address: str) -> GmailMailbox:
         """Create a mailbox with the system labels, or return the existing one."""
@@ -275,10 +293,27 @@ class FakeGmail(ProviderFake):
         with self._lock:
             return self.mailboxes[address.lower()]
 
-    def add_client(self, client_id: str, client_secret: str) -> None:
-        """Register an OAuth client; once any is registered, the token endpoint checks them."""
+    def add_client(
+        self, client_id: str, client_secret: str, redirect_uris: list[str] | None = None
+    ) -> None:
+        """Register an OAuth client; once any is registered, the token and authorization
+        endpoints check them. ``redirect_uris``: the client's authorized redirect URIs (None:
+        any is accepted)."""
         with self._lock:
             self.clients[client_id] = client_secret
+            if redirect_uris is not None:
+                self.authorization.allow_redirects(client_id, redirect_uris)
+
+    def sign_in(self, mailbox: str | None) -> None:
+        """The account the authorization endpoint signs in as (created if needed; None: back to
+        ``fake_user`` / ``login_hint`` / the account chooser)."""
+        with self._lock:
+            self.authorization.signed_in = self.add_mailbox(mailbox).email if mailbox else None
+
+    def decline_next(self, n: int = 1) -> None:
+        """The next ``n`` authorization requests are declined (``error=access_denied``)."""
+        with self._lock:
+            self.authorization.declines.extend(["access_denied"] * n)
 
     def add_label(self, mailbox: str, name: str) -> str:
         """Create a user label directly; returns its id."""
@@ -489,6 +524,10 @@ class FakeGmail(ProviderFake):
 
     def _dispatch(self, request: FakeRequest) -> HandlerResult:
         try:
+            if request.url.startswith(self.auth_uri):
+                if request.method != "GET":
+                    return page(405, "Error 405", "Method not allowed.")
+                return self._authorize(request)
             if request.url.startswith(self.token_uri):
                 return self._token(request)
             if request.url.startswith(self.certs_url):
@@ -506,6 +545,8 @@ class FakeGmail(ProviderFake):
             return json_response(405, {"error": "invalid_request"})
         form = request.form()
         grant = form.get("grant_type", "")
+        if grant == "authorization_code":
+            return self._code_grant(form)
         if grant == "refresh_token":
             client_id = form.get("client_id", "")
             if self.clients and self.clients.get(client_id) != form.get("client_secret"):
@@ -563,6 +604,104 @@ class FakeGmail(ProviderFake):
                 "error_description": f"Invalid grant_type: {grant}",
             },
         )
+
+    # ------------------------------------------------------------------ authorization
+
+    _SCOPES = frozenset(
+        {
+            "openid", "email", "profile", "https://mail.google.com/",
+            "https://www.googleapis.com/auth/userinfo.email",
+            "https://www.googleapis.com/auth/userinfo.profile",
+        }
+        | {
+            f"https://www.googleapis.com/auth/gmail.{name}"
+            for name in ("readonly", "modify", "metadata", "labels", "send", "compose")
+        }
+    )
+
+    def _authorize(self, request: FakeRequest) -> HandlerResult:
+        """``GET {auth_uri}``: Google's error pages, or a code for the signed-in account."""
+        checked = self.authorization.check_client(request, self.clients)
+        if isinstance(checked, Refusal):
+            status = 401 if checked.error == "unauthorized_client" else checked.status
+            error = "invalid_client" if checked.error == "unauthorized_client" else checked.error
+            return page(status, f"Error {status}: {error}", checked.description)
+        client_id, redirect_uri = checked
+        state = request.param("state")
+        refusal = self.authorization.check_request(request, self._SCOPES.__contains__)
+        if refusal is not None:
+            # Google shows these on its own error page too, rather than redirecting.
+            return page(400, f"Error 400: {refusal.error}", refusal.description)
+        if self.authorization.declined(request):
+            return redirect(redirect_uri, {"error": "access_denied", "state": state})
+
+        def known(address: str) -> str | None:
+            box = self.mailboxes.get(address.lower())
+            return box.email if box is not None else None
+
+        address = self.authorization.user_for(request, known)
+        if address is None:
+            return chooser(request, [box.email for box in self.mailboxes.values()])
+        asked = (request.param("scope") or "").split()
+        # Granular consent: the user may untick permissions (``fake_scopes`` lists the kept).
+        kept = request.param("fake_scopes")
+        granted = [s for s in asked if kept is None or s in kept.split()]
+        if request.param("include_granted_scopes") == "true":
+            granted += [s for s in self._granted_before(client_id, address) if s not in granted]
+        offline = request.param("access_type") == "offline"
+        fresh_consent = (
+            request.param("prompt") == "consent" or (client_id, address) not in self._consented
+        )
+        code = self.authorization.issue(
+            request, user=address, client_id=client_id, redirect_uri=redirect_uri,
+            scope=" ".join(granted), refresh=offline and fresh_consent,
+        )
+        self._consented.add((client_id, address))
+        return redirect(
+            redirect_uri,
+            {"state": state, "code": code, "scope": " ".join(granted), "authuser": "0",
+             "prompt": "consent" if fresh_consent else "none"},
+        )
+
+    def _granted_before(self, client_id: str, address: str) -> list[str]:
+        scopes: list[str] = []
+        for grant in self._refresh.values():
+            if grant.client_id == client_id and grant.email == address and not grant.revoked:
+                scopes += [s for s in grant.scope.split() if s not in scopes]
+        return scopes
+
+    def _code_grant(self, form: dict[str, str]) -> HandlerResult:
+        """The ``authorization_code`` grant, answered like Google's token endpoint."""
+        client_id = form.get("client_id", "")
+        if self.clients and self.clients.get(client_id) != form.get("client_secret"):
+            return json_response(
+                401, {"error": "invalid_client", "error_description": "Unauthorized"}
+            )
+        redeemed = self.authorization.redeem(form, client_id)
+        if not isinstance(redeemed, AuthCode):
+            reason, _detail = redeemed
+            answers = {
+                "unknown": ("invalid_grant", "Malformed auth code."),
+                "client": ("invalid_grant", "Bad Request"),
+                "reused": ("invalid_grant", "Bad Request"),
+                "expired": ("invalid_grant", "Bad Request"),
+                "redirect_uri": ("redirect_uri_mismatch", "Bad Request"),
+                "verifier_missing": ("invalid_grant", "Missing code verifier."),
+                "verifier_mismatch": ("invalid_grant", "Invalid code verifier."),
+            }
+            error, description = answers[reason]
+            return json_response(400, {"error": error, "error_description": description})
+        payload: dict[str, Any] = {
+            "access_token": self._issue_access(redeemed.user),
+            "expires_in": self.token_lifetime,
+            "scope": redeemed.scope,
+            "token_type": "Bearer",
+        }
+        if redeemed.extra.get("refresh"):
+            refresh = "1//fake-google-rt-" + _b64url(self.random.randbytes(24))
+            self._refresh[refresh] = _Refresh(redeemed.user, client_id, redeemed.scope)
+            payload["refresh_token"] = refresh
+        return json_response(200, payload)
 
     # ------------------------------------------------------------------ API
 

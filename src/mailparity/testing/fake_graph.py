@@ -24,8 +24,11 @@ Endpoints (under ``base_url``; ``/me/...`` and ``/users/{id|mail}/...`` alike)::
                                     member runs with the batch's token and its own headers)
 
 and under ``login_url``: ``POST /{tenant}/oauth2/v2.0/token`` (``refresh_token`` grant with
-rotation, ``client_credentials``), ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and
-``GET /common/discovery/instance`` (what MSAL asks before its first token request).
+rotation, ``client_credentials``, ``authorization_code`` with PKCE), ``GET
+/{tenant}/oauth2/v2.0/authorize`` (one-time codes; who signs in: see
+:mod:`mailparity.testing._authorize`), ``GET /{tenant}/v2.0/adminconsent``,
+``GET /{tenant}/v2.0/.well-known/openid-configuration`` and ``GET /common/discovery/instance``
+(what MSAL asks before its first token request).
 
 Faults: :meth:`fail_next`, :meth:`expire_tokens`, :meth:`revoke_refresh_token`,
 :meth:`remove_subscription` (emits ``subscriptionRemoved``), :meth:`expire_delta_tokens`.
@@ -46,6 +49,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from ._authorize import AuthCode, AuthorizationServer, Refusal, chooser, page, redirect
 from ._fakebase import (
     Clock,
     Delivery,
@@ -350,6 +354,12 @@ class FakeGraph(ProviderFake):
         self._delta_tokens: dict[str, _DeltaCursor] = {}
         self._skip_tokens: dict[str, _DeltaPage] = {}
         self._removed: dict[str, GraphSubscription] = {}
+        #: The sign-in side: redirect URIs, the signed-in account, issued codes.
+        self.authorization = AuthorizationServer(
+            new_code=lambda: "0.fake-code." + _b64(self.random.randbytes(24)), now=self.now
+        )
+        #: Client ids an administrator granted application access to (``/adminconsent``).
+        self.admin_consents: set[str] = set()
         # Indexes, so that fakes holding thousands of mailboxes and subscriptions (the renewal
         # sweep benchmark) answer without scanning them all on every request:
         # lower-cased mail / id -> user id (rebuilt when ``users`` changed behind our back),
@@ -420,10 +430,28 @@ class FakeGraph(ProviderFake):
             user.folders[folder.id] = folder
             return folder.id
 
-    def add_client(self, client_id: str, client_secret: str) -> None:
-        """Register an app; once any is registered, the token endpoint checks id and secret."""
+    def add_client(
+        self, client_id: str, client_secret: str, redirect_uris: list[str] | None = None
+    ) -> None:
+        """Register an app; once any is registered, the token and authorization endpoints check
+        the client id (and the token endpoint its secret). ``redirect_uris``: the app's
+        registered redirect URIs (None: any is accepted)."""
         with self._lock:
             self.clients[client_id] = client_secret
+            if redirect_uris is not None:
+                self.authorization.allow_redirects(client_id, redirect_uris)
+
+    def sign_in(self, mailbox: str | None) -> None:
+        """The account the authorization endpoint signs in as (created if needed; None: back to
+        ``fake_user`` / ``login_hint`` / the account chooser)."""
+        with self._lock:
+            self.authorization.signed_in = self.add_mailbox(mailbox).mail if mailbox else None
+
+    def decline_next(self, n: int = 1) -> None:
+        """The next ``n`` authorization or admin consent requests are declined by the user
+        (``error=access_denied``, AADSTS65004)."""
+        with self._lock:
+            self.authorization.declines.extend(["access_denied"] * n)
 
     def user(self, mailbox: str) -> GraphUser:
         """The mailbox by address, UPN or id (``KeyError`` when unknown)."""
@@ -871,6 +899,10 @@ class FakeGraph(ProviderFake):
             )
         if request.method == "POST" and segments[1:] == ["oauth2", "v2.0", "token"]:
             return self._token(request, segments[0])
+        if request.method == "GET" and segments[1:] == ["oauth2", "v2.0", "authorize"]:
+            return self._authorize(request)
+        if request.method == "GET" and segments[1:] == ["v2.0", "adminconsent"]:
+            return self._admin_consent(request, segments[0])
         return self._aad_error(404, "invalid_request", 90002, "Unknown endpoint.")
 
     def _openid_configuration(self, tenant: str) -> dict[str, Any]:
@@ -928,6 +960,12 @@ class FakeGraph(ProviderFake):
                     "access_token": access,
                 },
             )
+        if grant == "authorization_code":
+            if self.clients and "client_secret" not in form and "client_assertion" not in form:
+                return self._aad_error(
+                    401, "invalid_client", 7000218, "The request body must contain a credential."
+                )
+            return self._code_grant(form, client_id)
         if grant == "refresh_token":
             presented = form.get("refresh_token", "")
             stored = self._refresh.get(presented)
@@ -981,7 +1019,156 @@ class FakeGraph(ProviderFake):
             f"The app requested an unsupported grant type '{grant}'.",
         )
 
-    def _id_token(self, user_id: str, client_id: str, user: GraphUser | None) -> str:
+    # ------------------------------------------------------------------ authorization
+
+    #: Entra's numbers for the refusals of the authorization endpoints.
+    _AADSTS = {
+        "unauthorized_client": 700016,
+        "redirect_uri_mismatch": 50011,
+        "invalid_request": 900144,
+        "unsupported_response_type": 700054,
+        "invalid_scope": 70011,
+        "access_denied": 65004,
+    }
+    _DELEGATED_SCOPES = frozenset(
+        scope.lower()
+        for scope in (
+            "openid", "profile", "email", "offline_access", "User.Read", "User.ReadBasic.All",
+            "Mail.Read", "Mail.ReadBasic", "Mail.ReadWrite", "Mail.Read.Shared",
+            "Mail.ReadWrite.Shared", "Mail.Send", "MailboxSettings.Read",
+        )
+    )
+
+    def _scope_ok(self, scope: str) -> bool:
+        lowered = scope.lower()
+        if lowered.endswith("/.default"):
+            return True
+        if lowered.startswith("https://graph.microsoft.com/"):
+            lowered = lowered[len("https://graph.microsoft.com/") :]
+        return lowered in self._DELEGATED_SCOPES
+
+    def _described(self, code: int, description: str) -> str:
+        trace = self._new_guid()
+        return (
+            f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {trace} "
+            f"Timestamp: {isoformat_z(self.now())}"
+        )
+
+    def _refused(
+        self, refusal: Refusal, redirect_uri: str | None, state: str | None
+    ) -> HandlerResult:
+        code = refusal.code or self._AADSTS.get(refusal.error, 90014)
+        if refusal.page or redirect_uri is None:
+            return page(refusal.status, "Sign in error", f"AADSTS{code}: {refusal.description}")
+        return redirect(
+            redirect_uri,
+            {
+                "error": refusal.error,
+                "error_description": self._described(code, refusal.description),
+                "error_uri": f"{self.login_url}/error?code={code}",
+                "state": state,
+            },
+        )
+
+    def _authorize(self, request: FakeRequest) -> HandlerResult:
+        """``GET /{tenant}/oauth2/v2.0/authorize``: a code for the signed-in user."""
+        checked = self.authorization.check_client(request, self.clients)
+        if isinstance(checked, Refusal):
+            return self._refused(checked, None, None)
+        client_id, redirect_uri = checked
+        state = request.param("state")
+        refusal = self.authorization.check_request(request, self._scope_ok)
+        if refusal is not None:
+            return self._refused(refusal, redirect_uri, state)
+        if self.authorization.declined(request):
+            return self._refused(
+                Refusal("access_denied", "The user declined to consent to access the app."),
+                redirect_uri, state,
+            )
+
+        def known(address: str) -> str | None:
+            user = self._find_user(address)
+            return user.id if user is not None else None
+
+        user_id = self.authorization.user_for(request, known)
+        if user_id is None:
+            return chooser(request, [user.mail for user in self.users.values()])
+        code = self.authorization.issue(
+            request, user=user_id, client_id=client_id, redirect_uri=redirect_uri,
+            scope=request.param("scope") or "",
+        )
+        return redirect(
+            redirect_uri, {"code": code, "state": state, "session_state": self._new_guid()}
+        )
+
+    def _admin_consent(self, request: FakeRequest, tenant: str) -> HandlerResult:
+        """``GET /{tenant}/v2.0/adminconsent``: an administrator grants the app's application
+        permissions in this fake's directory."""
+        checked = self.authorization.check_client(request, self.clients)
+        if isinstance(checked, Refusal):
+            return self._refused(checked, None, None)
+        client_id, redirect_uri = checked
+        state = request.param("state")
+        if tenant.lower() not in ("common", "organizations", self.tenant_id.lower()):
+            return page(400, "Sign in error", f"AADSTS90002: Tenant '{tenant}' not found.")
+        scope = request.param("scope") or ""
+        if not scope.split() or not all(s.endswith("/.default") for s in scope.split()):
+            return self._refused(
+                Refusal("invalid_request", "Admin consent needs the '/.default' scope.",
+                        code=90014),
+                redirect_uri, state,
+            )
+        if self.authorization.declined(request):
+            return self._refused(
+                Refusal("access_denied", "The administrator declined to consent."),
+                redirect_uri, state,
+            )
+        self.admin_consents.add(client_id)
+        return redirect(
+            redirect_uri,
+            {"admin_consent": "True", "tenant": self.tenant_id, "scope": scope, "state": state},
+        )
+
+    def _code_grant(self, form: Mapping[str, str], client_id: str) -> HandlerResult:
+        """The ``authorization_code`` grant: PKCE and redirect URI checked, single use."""
+        redeemed = self.authorization.redeem(form, client_id)
+        if not isinstance(redeemed, AuthCode):
+            reason, detail = redeemed
+            numbers = {
+                "unknown": 9002313, "client": 70000, "reused": 54005, "expired": 70008,
+                "redirect_uri": 500112, "verifier_missing": 50148, "verifier_mismatch": 501481,
+            }
+            texts = {
+                "reused": "OAuth2 Authorization code was already redeemed, please retry with a"
+                " new valid code or use an existing refresh token.",
+                "expired": "The provided authorization code or refresh token has expired due to"
+                " inactivity.",
+            }
+            return self._aad_error(400, "invalid_grant", numbers[reason], texts.get(reason, detail))
+        user = self.users.get(redeemed.user)
+        scopes = [
+            s for s in redeemed.scope.split() if s.lower() not in ("openid", "profile", "email")
+        ]
+        granted = " ".join(s for s in scopes if s.lower() != "offline_access")
+        access = self._issue_access(redeemed.user, client_id)
+        payload: dict[str, Any] = {
+            "token_type": "Bearer",
+            "scope": granted,
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": access,
+            "id_token": self._id_token(redeemed.user, client_id, user, nonce=redeemed.nonce),
+            "client_info": _b64(
+                json.dumps({"uid": redeemed.user, "utid": self.tenant_id}).encode()
+            ).rstrip("="),
+        }
+        if "offline_access" in redeemed.scope.lower().split():
+            payload["refresh_token"] = self._issue_refresh(redeemed.user, client_id, granted)
+        return json_response(200, payload)
+
+    def _id_token(
+        self, user_id: str, client_id: str, user: GraphUser | None, nonce: str | None = None
+    ) -> str:
         # MSAL reads the claims without checking the signature (msal >= 1.38).
         header = {"typ": "JWT", "alg": "RS256", "kid": "fake-graph"}
         now = int(self.now().timestamp())
@@ -998,6 +1185,8 @@ class FakeGraph(ProviderFake):
             "name": user.display_name if user else "",
             "ver": "2.0",
         }
+        if nonce is not None:
+            claims["nonce"] = nonce
         parts = [
             _b64(json.dumps(header).encode()).rstrip("="),
             _b64(json.dumps(claims).encode()).rstrip("="),

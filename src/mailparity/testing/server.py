@@ -8,6 +8,7 @@ re-mounts each fake below the server's URL, one clear prefix per service::
     {url}/gmail/...        Gmail API and its batch   (gmail_base_url)
     {url}/google/token     Google's token endpoint   (token_uri)
     {url}/google/certs     the push signer's certs   (where Pub/Sub token verification looks)
+    {url}/google/auth      Google's authorization endpoint (auth_uri)
 
 ``fake.config_overrides()`` returns those fields for a provider config. Every response goes out
 in ONE write with ``Content-Length`` on a keep-alive connection, and ``TCP_NODELAY`` is set: a

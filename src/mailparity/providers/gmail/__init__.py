@@ -39,6 +39,7 @@ SPEC = ProviderSpec(
         }
     ),
     cli_connect="mailparity.providers.gmail.connect:CLI",
+    web_connect="mailparity.providers.gmail.webconnect:WEB",
     renewal=RenewalRule(
         needs_renewal=needs_renewal,
         state=watch_state,

@@ -40,6 +40,8 @@ class GmailProviderConfig(ProviderConfigBase):
     watch_expiration: datetime | None = None
     gmail_base_url: str = "https://gmail.googleapis.com"
     token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    #: Google's authorization endpoint (the web connect flow sends the browser there).
+    auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
     scopes: list[str] = Field(
         default_factory=lambda: ["https://www.googleapis.com/auth/gmail.modify"]
     )

@@ -31,6 +31,7 @@ SPEC = ProviderSpec(
     push="mailparity.providers.graph.push:GraphPush",
     push_options=frozenset({"max_notification_items"}),
     cli_connect="mailparity.providers.graph.connect:CLI",
+    web_connect="mailparity.providers.graph.webconnect:WEB",
     renewal=RenewalRule(
         needs_renewal=needs_renewal,
         state=subscription_state,

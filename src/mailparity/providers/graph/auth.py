@@ -31,6 +31,7 @@ __all__ = [
     "TERMINAL_AADSTS",
     "TERMINAL_ERRORS",
     "MsalHttpClient",
+    "aadsts_codes",
     "build_msal_app",
     "token_error",
     "tokens_from_result",
@@ -192,6 +193,19 @@ def run_token_call(call: Callable[[], Any], login_base_url: str = "") -> Mapping
     return result
 
 
+def aadsts_codes(result: Mapping[str, Any]) -> list[str]:
+    """The Entra ``AADSTS<n>`` codes of an error answer (``error_description`` and
+    ``error_codes``), in order; nothing else of the description is kept."""
+    found: list[str] = []
+    description = result.get("error_description")
+    if isinstance(description, str):
+        found.extend(_AADSTS_RE.findall(description))
+    codes = result.get("error_codes")
+    if isinstance(codes, list):
+        found.extend(f"AADSTS{c}" for c in codes if isinstance(c, int | str))
+    return found
+
+
 def token_error(result: Mapping[str, Any]) -> MailParityError:
     """The exception for a msal error result; never includes a token or the raw description.
 
@@ -201,13 +215,7 @@ def token_error(result: Mapping[str, Any]) -> MailParityError:
     5xx) is :class:`ProviderUnavailableError`, retried later.
     """
     error = str(result.get("error") or "unknown_error")
-    description = result.get("error_description")
-    found: list[str] = []
-    if isinstance(description, str):
-        found.extend(_AADSTS_RE.findall(description))
-    codes = result.get("error_codes")
-    if isinstance(codes, list):
-        found.extend(f"AADSTS{c}" for c in codes if isinstance(c, int | str))
+    found = aadsts_codes(result)
     aadsts = next((c for c in found if c in TERMINAL_AADSTS), found[0] if found else None)
     detail = f"{error} ({aadsts})" if aadsts else error
     request_id = result.get("correlation_id") or result.get("trace_id")
