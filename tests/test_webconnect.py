@@ -543,3 +543,19 @@ def test_errors_are_library_errors_without_secrets(env: Env) -> None:
     with pytest.raises(MailParityError) as caught:
         env.connect.callback({**second, "code": first["code"]}, owner="user-1")
     assert_clean(caught.value, MS_SECRET, first["code"], second["state"])
+
+
+@pytest.mark.parametrize(("provider", "path"),
+                         [("microsoft", "/oauth2/v2.0/token"), ("google", "/token")])
+def test_token_endpoint_outage_is_transient_and_stores_nothing(
+    env: Env, provider: str, path: str
+) -> None:
+    from mailparity.errors import ProviderUnavailableError
+
+    query = flow(env, provider)
+    (env.graph if provider == "microsoft" else env.gmail).fail_next(
+        1, status=503, retry_after=None, path=path
+    )
+    with pytest.raises(ProviderUnavailableError):
+        env.connect.callback(query, owner="user-1")
+    nothing_stored(env)

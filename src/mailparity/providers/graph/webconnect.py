@@ -24,10 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-import requests
-
-from ...errors import ConfigurationError, MailParityError, ProviderUnavailableError, WebConnectError
-from ...tls import tls_verification_error
+from ...errors import (
+    ConfigurationError,
+    MailParityError,
+    ProviderUnavailableError,
+    WebConnectError,
+)
 from ..base import WebAuthorization, WebConnectHook, WebConnectSettings, WebGrant
 from .connect import GRAPH_DELEGATED_SCOPES
 
@@ -107,41 +109,29 @@ def exchange(
 ) -> WebGrant:
     """Redeem the code with msal (PKCE verifier sent, nonce checked); tokens and the address
     the ID token names."""
-    from .auth import tokens_from_result
+    from .auth import run_token_call, tokens_from_result
 
     app = _msal_app(settings)
     issued_at = settings.clock()
-    try:
-        result = app.acquire_token_by_auth_code_flow(dict(flow), dict(params))
-    except MailParityError:
-        raise
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        tls_error = tls_verification_error(exc, _login(settings), provider="microsoft")
-        if tls_error is not None:
-            raise tls_error from None
-        raise ProviderUnavailableError(
-            f"Microsoft token endpoint unreachable: {type(exc).__name__}", provider="microsoft"
-        ) from None
-    except ValueError:
-        # msal: state or scope of the answer do not match the flow (its message quotes both).
-        raise WebConnectError(
-            "Microsoft's answer does not match the started flow; start connecting again",
-            code="flow_mismatch", provider="microsoft",
-        ) from None
-    except RuntimeError:
-        # msal: the ID token's nonce is not the flow's (a replayed or injected token).
-        raise WebConnectError(
-            "Microsoft's ID token does not belong to this sign-in; start connecting again",
-            code="nonce_mismatch", provider="microsoft",
-        ) from None
-    except Exception as exc:  # msal's own errors on a 5xx or a non-JSON answer
-        raise ProviderUnavailableError(
-            f"Microsoft token endpoint failed: {type(exc).__name__}", provider="microsoft"
-        ) from None
-    if not isinstance(result, Mapping):
-        raise ProviderUnavailableError(
-            "Microsoft token endpoint gave no result", provider="microsoft"
-        )
+
+    def redeem() -> Any:
+        try:
+            return app.acquire_token_by_auth_code_flow(dict(flow), dict(params))
+        except ValueError:
+            # msal: state or scope of the answer do not match the flow (its message quotes both).
+            raise WebConnectError(
+                "Microsoft's answer does not match the started flow; start connecting again",
+                code="flow_mismatch", provider="microsoft",
+            ) from None
+        except RuntimeError:
+            # msal: the ID token's nonce is not the flow's (a replayed or injected token).
+            raise WebConnectError(
+                "Microsoft's ID token does not belong to this sign-in; start connecting again",
+                code="nonce_mismatch", provider="microsoft",
+            ) from None
+
+    # Transport failures and msal's own errors become ProviderUnavailableError (or a TLS error).
+    result = run_token_call(redeem, _login(settings))
     if result.get("error") or not result.get("access_token"):
         raise _code_refused(result)
     tokens = tokens_from_result(result, now=issued_at, previous=None)
@@ -155,7 +145,7 @@ def exchange(
     return WebGrant(tokens=tokens, fields=fields, mailbox=str(mailbox) if mailbox else None)
 
 
-def _code_refused(result: Mapping[str, Any]) -> WebConnectError:
+def _code_refused(result: Mapping[str, Any]) -> MailParityError:
     from .auth import aadsts_codes
 
     error = str(result.get("error") or "unknown_error")
@@ -164,6 +154,11 @@ def _code_refused(result: Mapping[str, Any]) -> WebConnectError:
     codes = aadsts_codes(result)
     detail = f"{error} ({codes[0]})" if codes else error
     rid = result.get("correlation_id") or result.get("trace_id")
+    if error in ("temporarily_unavailable", "server_error"):
+        return ProviderUnavailableError(
+            f"Microsoft's token endpoint is unavailable ({detail}); start connecting again",
+            code=error, provider="microsoft", request_id=rid if isinstance(rid, str) else None,
+        )
     return WebConnectError(
         f"Microsoft refused the authorization code: {detail}; start connecting again",
         code=error, provider="microsoft", request_id=rid if isinstance(rid, str) else None,
