@@ -1,11 +1,14 @@
 """The ``mailparity`` command line.
 
 Every command works on one store (``--store``, default ``$MAILPARITY_STORE`` or
-``./mailparity.sqlite3``) and publishes events as JSON lines to ``--events`` (default
-``$MAILPARITY_EVENTS`` or ``./mailparity-events.jsonl``), which ``mailparity events tail`` reads.
+``./mailparity.sqlite3``): a SQLite file path, or a SQLAlchemy URL such as
+``postgresql+psycopg://user@host/db`` (the ``sql`` extra), and publishes events as JSON lines to
+``--events`` (default ``$MAILPARITY_EVENTS`` or ``./mailparity-events.jsonl``), which
+``mailparity events tail`` reads.
 
 User errors (bad arguments, missing configuration, an unreachable provider, revoked consent) print
-one clear line and exit non-zero, without a traceback; ``--verbose`` shows the details.
+one clear line and exit non-zero, without a traceback; ``-v`` shows mailparity's INFO log and the
+details of errors, ``-vv`` (or ``--verbose``) its DEBUG log.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -35,6 +39,12 @@ EXIT_FAILURE = 1
 
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 class UserError(Exception):
     """An error of the user's making: printed as one line, exit code 2."""
 
@@ -47,9 +57,48 @@ def _fail(message: str) -> NoReturn:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from .stores.sqlite import SqliteStore
+    """The command's store (opened once per command): ``--store`` is a SQLite file path or a
+    SQLAlchemy URL."""
+    store = getattr(args, "_opened_store", None)
+    if store is None:
+        store = open_store(args.store)
+        args._opened_store = store
+    return store
 
-    return SqliteStore(args.store)
+
+def open_store(location: str) -> Any:
+    """The store at ``location``: a SQLAlchemy URL (``postgresql+psycopg://...``,
+    ``sqlite:///path``; the ``sql`` extra) when it has a ``scheme://``, else a SQLite file path.
+
+    Raises UserError (one line, the URL's password hidden) for an unusable URL."""
+    if "://" not in location:
+        from .stores.sqlite import SqliteStore
+
+        return SqliteStore(location)
+    try:
+        import sqlalchemy as sa
+
+        from .stores.sql import SqlStore
+    except ImportError:
+        _fail("a store URL needs the sql extra: pip install 'mailparity[sql]'"
+              " (or give a SQLite file path)")
+    try:
+        url = sa.engine.make_url(location)
+    except sa.exc.ArgumentError:
+        _fail("--store is neither a SQLite file path nor a valid SQLAlchemy URL")
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() not in ("postgresql", "sqlite"):
+        _fail(f"cannot use the store URL {shown}: the SQL store runs on PostgreSQL or SQLite")
+    try:
+        engine = sa.create_engine(url)
+    except ImportError as exc:
+        _fail(f"the database driver of {shown} is not installed ({exc.name or exc})")
+    except sa.exc.ArgumentError as exc:
+        _fail(f"cannot use the store URL {shown}: {type(exc).__name__}")
+    try:
+        return SqlStore(engine)
+    except ValueError as exc:
+        _fail(f"cannot use the store URL {shown}: {exc}")
 
 
 def _publisher(args: argparse.Namespace) -> Any:
@@ -281,19 +330,19 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     ids = (
         [args.provider_id] if args.provider_id else [c.provider_id for c in store.list_providers()]
     )
+    log.info("sync of %d providers: %s", len(ids), ", ".join(ids) or "none connected")
     for pid in ids:
         _provider(store, pid)
         maintenance.enqueue_sync(pid, "command line")
-    processor = Processor(store, _publisher(args), secrets=_secrets(args))
-    total = 0
-    while True:
-        ran = processor.run_pending(limit=10)
-        total += ran
-        pending = store.count_jobs(status="pending")
-        print(f"\rsync: {total} jobs run, {pending} pending", end="", file=sys.stderr, flush=True)
-        if ran == 0:
-            break
-    print(file=sys.stderr)
+    from ._cliprogress import SyncProgress
+
+    progress = SyncProgress(sys.stderr)
+    processor = Processor(store, _publisher(args), secrets=_secrets(args), progress=progress)
+    try:
+        while processor.run_pending(limit=10):
+            pass
+    finally:
+        progress.finish()
     unfinished = [
         job
         for pid in ids
@@ -352,14 +401,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from ._cliprogress import WorkerOutput
+    from .processing import Processor
     from .worker import Worker
 
+    store, publisher, secrets = _store(args), _publisher(args), _secrets(args)
+    output = WorkerOutput(sys.stderr)
+    processor = Processor(store, publisher, secrets=secrets, progress=output)
     worker = Worker(
-        _store(args), _publisher(args), threads=args.threads, secrets=_secrets(args),
-        listen=args.listen,
+        store, publisher, threads=args.threads, listen=args.listen, processor=processor
     )
-    worker.run()
+    listening = " and the push listeners (IMAP IDLE)" if args.listen else ""
+    print(f"worker: processing the jobs of {_shown_store(args.store)} with {args.threads}"
+          f" threads{listening}; events go to {args.events}; Ctrl-C stops", file=sys.stderr)
+    ran: int | None = 0
+    try:
+        ran = worker.run()
+    finally:
+        print(f"worker: stopped after {ran} jobs ({output.summary()})", file=sys.stderr)
     return 0
+
+
+def _shown_store(location: str) -> str:
+    """``location`` for output: a URL's password hidden."""
+    if "://" not in location:
+        return location
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(location).render_as_string(hide_password=True)
+    except Exception:  # not a URL after all: show no part of it that may hold a password
+        return location.split("://", 1)[0] + "://..."
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
@@ -548,6 +620,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def _bounded(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
+             *, above: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type`` that converts with ``kind`` and checks the bounds, so a bad value is
+    a one-line usage error (never an OverflowError from deep inside a server)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if not math.isfinite(value):  # NaN, infinities
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text} must be more than {above:g}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} must be {low:g} or more")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be {high:g} or less")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+_PORT = _bounded(int, 1, 65535)
+_COUNT = _bounded(int, 1)  # threads, limits, bytes: at least one
+_SECONDS = _bounded(float, above=0)
+
+
+class _Verbosity(argparse.Action):
+    """``-v`` (INFO of mailparity, details of errors), ``-vv`` (DEBUG), and the former
+    ``--verbose`` (DEBUG, as it always was)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, "verbosity", 0) or 0
+        namespace.verbosity = max(current + 1, 2) if option_string == "--verbose" else current + 1
+        namespace.verbose = True
+
+
 class _Parser(argparse.ArgumentParser):
     """Argument errors of every subcommand end in the same ``mailparity: error:`` line (after the
     usage), like every other error of the command."""
@@ -561,9 +675,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mailparity`` command."""
     parser = _Parser(prog="mailparity", description=__doc__.split("\n\n")[0])
     parser.add_argument(
+        "--version", action="version", version=f"mailparity {_version()}",
+        help="print the version of mailparity and exit",
+    )
+    parser.add_argument(
         "--store",
         default=os.environ.get("MAILPARITY_STORE", "mailparity.sqlite3"),
-        help="SQLite store file (default: %(default)s)",
+        help="SQLite file path, or a SQLAlchemy URL such as postgresql+psycopg://user@host/db"
+             " (the sql extra); also $MAILPARITY_STORE (default: %(default)s)",
     )
     parser.add_argument(
         "--events",
@@ -571,9 +690,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-lines file the events are published to (default: %(default)s)",
     )
     parser.add_argument("--secrets", help="JSON file of tenant secrets {tenant: {name: value}}")
+    parser.set_defaults(verbose=False, verbosity=0)
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
-        help="show details and tracebacks, and mailparity's debug log (never other libraries')",
+        "-v", "--verbose", action=_Verbosity, nargs=0,
+        help="-v: mailparity's INFO log and the details (tracebacks) of errors; -vv or"
+             " --verbose: its DEBUG log too (never other libraries')",
     )
     parser.add_argument(
         "--debug-logger", action="append", default=[], metavar="NAME",
@@ -613,23 +734,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the webhook endpoints")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_PORT, default=8080)
     serve.add_argument("--google-audience")
     serve.add_argument("--google-service-account", action="append")
-    serve.add_argument("--threads", type=int, help="handler threads (default 8)")
-    serve.add_argument("--connection-limit", type=int,
+    serve.add_argument("--threads", type=_COUNT, help="handler threads (default 8)")
+    serve.add_argument("--connection-limit", type=_COUNT,
                        help="open connections at most (default 500)")
-    serve.add_argument("--read-timeout", type=int,
+    serve.add_argument("--read-timeout", type=_COUNT,
                        help="seconds before an idle or half-sent connection is closed (default 30)")
-    serve.add_argument("--max-body-bytes", type=int,
+    serve.add_argument("--max-body-bytes", type=_COUNT,
                        help="larger request bodies get 413 (default 1000000)")
-    serve.add_argument("--max-notification-items", type=int,
+    serve.add_argument("--max-notification-items", type=_COUNT,
                        help="Graph notifications with more items get 413 (default 1000)")
     serve.add_argument("--dev-server", action="store_true",
                        help="the built-in server instead of waitress: tests and demos only")
     serve.set_defaults(func=_cmd_serve)
     worker = sub.add_parser("worker", help="process jobs until stopped")
-    worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument("--threads", type=_COUNT, default=4)
     worker.add_argument(
         "--listen", action="store_true", help="also run the push listeners (IMAP IDLE)"
     )
@@ -638,19 +759,22 @@ def build_parser() -> argparse.ArgumentParser:
         "listen", help="run the push listeners (IMAP IDLE) of every mailbox until stopped"
     )
     listen.add_argument("--worker", action="store_true", help="also process the jobs here")
-    listen.add_argument("--threads", type=int, default=4, help="worker threads (with --worker)")
+    listen.add_argument("--threads", type=_COUNT, default=4,
+                        help="worker threads (with --worker)")
     listen.set_defaults(func=_cmd_listen)
     maintain = sub.add_parser("maintain", help="renewal sweep, silence detection, catch-up")
     maintain.add_argument("--loop", action="store_true", help="repeat every --interval seconds")
-    maintain.add_argument("--interval", type=float, default=900.0)
-    maintain.add_argument("--silence-minutes", type=float, default=360.0)
+    maintain.add_argument("--interval", type=_SECONDS, default=900.0,
+                          help="seconds between runs with --loop (default: %(default)s)")
+    maintain.add_argument("--silence-minutes", type=_SECONDS, default=360.0)
     maintain.add_argument("--no-jobs", action="store_true", help="do not run the jobs it enqueues")
     maintain.set_defaults(func=_cmd_maintain)
 
     events = sub.add_parser("events", help="published events")
     esub = events.add_subparsers(dest="action", required=True)
     tail = esub.add_parser("tail")
-    tail.add_argument("-n", type=int, default=20)
+    tail.add_argument("-n", type=_bounded(int, 0), default=20,
+                      help="how many of the last events (0: every one; default: %(default)s)")
     tail.add_argument("-f", "--follow", action="store_true")
     tail.set_defaults(func=_cmd_events_tail)
 
@@ -662,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which jobs (default: pending, running and dead)",
     )
     jlist.add_argument("--provider", help="only this provider id")
-    jlist.add_argument("--limit", type=int, default=100)
+    jlist.add_argument("--limit", type=_COUNT, default=100)
     jlist.set_defaults(func=_cmd_jobs_list)
     jshow = jsub.add_parser("show", help="one job as JSON (id or a unique start of it)")
     jshow.add_argument("job_id")
@@ -702,9 +826,10 @@ def _add_connect_hooks(csub: Any) -> None:
         parser.set_defaults(func=_cmd_connect_hook)
 
 
-def _configure_logging(verbose: bool, debug_loggers: Sequence[str]) -> Callable[[], None]:
-    """Log WARNING and above of everything to stderr; DEBUG of ``mailparity`` with ``verbose``
-    and of each named logger. Returns what undoes it (``main`` can be called in-process).
+def _configure_logging(verbosity: int, debug_loggers: Sequence[str]) -> Callable[[], None]:
+    """Log WARNING and above of everything to stderr; INFO of ``mailparity`` at ``verbosity``
+    1 (``-v``), DEBUG at 2 (``-vv``, ``--verbose``); DEBUG of each named logger. Returns what
+    undoes it (``main`` can be called in-process).
 
     Only named loggers are raised, never the root: at DEBUG, the OAuth libraries log
     authorization codes, access tokens and refresh tokens (requests-oauthlib logs the token
@@ -715,12 +840,14 @@ def _configure_logging(verbose: bool, debug_loggers: Sequence[str]) -> Callable[
         added = logging.StreamHandler()
         added.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(added)
-    raised = (["mailparity"] if verbose else []) + [name for name in debug_loggers if name]
-    previous = {name: logging.getLogger(name).level for name in raised}
+    levels = {name: logging.DEBUG for name in debug_loggers if name}
+    if verbosity >= 1:
+        levels["mailparity"] = logging.DEBUG if verbosity >= 2 else logging.INFO
+    previous = {name: logging.getLogger(name).level for name in levels}
     previous_root = root.level
     root.setLevel(logging.WARNING)
-    for name in raised:
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
     def restore() -> None:
         for name, level in previous.items():
@@ -744,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configuration, unknown provider), 1 for failures (a provider, the store), 130 on Ctrl-C."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    restore_logging = _configure_logging(args.verbose, args.debug_logger)
+    restore_logging = _configure_logging(args.verbosity, args.debug_logger)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -758,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = EXIT_USER_ERROR if isinstance(exc, ConfigurationError) else EXIT_FAILURE
         else:
             # Only the type without --verbose: a foreign exception's text may quote a request.
-            hint = "" if args.verbose else " (run with --verbose for details)"
+            hint = "" if args.verbose else " (run with -v for details)"
             message, code = f"unexpected {type(exc).__name__}{hint}", EXIT_FAILURE
         if args.verbose:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

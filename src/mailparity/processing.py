@@ -50,6 +50,7 @@ from ._pipeline.base import (
     AdapterFactory,
     MessageOutcome,
     MessageResult,
+    ProgressObserver,
     ReportCallback,
     _describe,
     _RetryLaterError,
@@ -85,6 +86,7 @@ __all__ = [
     "MessageOutcome",
     "MessageResult",
     "Processor",
+    "ProgressObserver",
     "ReportCallback",
     "auth_failure_event_id",
 ]
@@ -125,6 +127,8 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
             where, ``Attachment.stored_as``). None (the default): nothing is downloaded.
         attachment_max_bytes: attachments larger than this are not saved (the event says
             ``not_stored="too_large"``); 25 MiB by default.
+        progress: a :class:`ProgressObserver` told how many messages each catch-up found and
+            how each message ended (the command line's progress and worker output).
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
         event_limits: EventLimits | None = None,
         attachment_store: AttachmentStore | None = None,
         attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES,
+        progress: ProgressObserver | None = None,
     ) -> None:
         if max_attempts < 1 or retry_cap < 1 or per_mailbox_limit < 1:
             raise ConfigurationError("max_attempts, retry_cap and per_mailbox_limit must be >= 1")
@@ -186,6 +191,7 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
             )
         self.attachment_store = attachment_store
         self.attachment_max_bytes = attachment_max_bytes
+        self.progress = progress
         self._adapters: dict[str, EmailProviderAdapter[Any]] = {}
         self._adapters_lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}

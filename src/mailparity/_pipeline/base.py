@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import requests
 
@@ -37,6 +37,7 @@ __all__ = [
     "MessageOutcome",
     "MessageResult",
     "ProcessorBase",
+    "ProgressObserver",
     "ReportCallback",
     "auth_failure_event_id",
 ]
@@ -116,6 +117,20 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+@runtime_checkable
+class ProgressObserver(Protocol):
+    """Told how far the processing of messages got (the CLI's ``sync`` progress and
+    ``worker`` output). Called from worker threads; what it raises is logged and ignored."""
+
+    def messages_found(self, provider_id: str, count: int) -> None:
+        """A catch-up found ``count`` messages to handle (each is reported done later)."""
+        ...
+
+    def message_done(self, provider_id: str, message_id: str, result: MessageResult) -> None:
+        """One message was handled (``result.status`` says how; ``"retry"``: not yet)."""
+        ...
+
+
 class _RetryLaterError(Exception):
     """Internal: the job must run again after ``delay`` seconds (None: the job backoff)."""
 
@@ -150,6 +165,7 @@ class ProcessorBase:
     event_limits: EventLimits | None
     attachment_store: AttachmentStore | None
     attachment_max_bytes: int
+    progress: ProgressObserver | None
     _adapters: dict[str, EmailProviderAdapter[Any]]
     _adapters_lock: threading.Lock
     _slots: dict[str, threading.BoundedSemaphore]

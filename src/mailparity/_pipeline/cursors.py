@@ -44,6 +44,7 @@ class CursorJobs(MessageJobs):
                 raise TypeError("fetch_changes must return a SyncBatch")
             pending: list[MessageResult] = []
             ids = list(batch.message_ids)
+            self._progress_found(pid, len(ids))
             batching = isinstance(adapter, BatchFetch) and len(ids) >= self.batch_min
             chunk = self.batch_size if batching else 1
             for start in range(0, len(ids), chunk):
@@ -59,6 +60,7 @@ class CursorJobs(MessageJobs):
                     result = self.process_message(
                         adapter, provider, message_id, prefetched=fetched.pop(message_id, None)
                     )
+                    self._progress_done(pid, message_id, result)
                     if result.status == "retry":
                         pending.append(result)
             if pending:

@@ -49,6 +49,7 @@ class MessageJobs(ProcessorBase):
             received_hint=_parse_time(job.payload.get("received_hint")),
             retrying_minimal=job.kind == "message_retry",
         )
+        self._progress_done(provider.provider_id, message_id, result)
         if result.status == "retry":
             delay = result.retry_in if result.retry_in is not None else self._backoff(job.attempts)
             self._retry(job, delay, result.error or "retry")
@@ -56,6 +57,20 @@ class MessageJobs(ProcessorBase):
             self.store.bury_job(job.id, error=result.error or "given up")
         else:
             self.store.complete_job(job.id)
+
+    def _progress_found(self, provider_id: str, count: int) -> None:
+        if self.progress is not None:
+            try:
+                self.progress.messages_found(provider_id, count)
+            except Exception:  # an observer must not break the pipeline
+                log.exception("progress observer failed")
+
+    def _progress_done(self, provider_id: str, message_id: str, result: MessageResult) -> None:
+        if self.progress is not None:
+            try:
+                self.progress.message_done(provider_id, message_id, result)
+            except Exception:  # an observer must not break the pipeline
+                log.exception("progress observer failed")
 
     def process_message(
         self,
