@@ -68,7 +68,7 @@ def configure() -> None:
             DEBUG=False,
             ALLOWED_HOSTS=["testserver"],
             SECRET_KEY="test-only-not-secret",
-            ROOT_URLCONF="mailparity_test_django_root",
+            ROOT_URLCONF="django_test_urls",
             USE_TZ=True,
             INSTALLED_APPS=[
                 "django.contrib.admin",
