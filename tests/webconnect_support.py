@@ -51,8 +51,8 @@ def provider_settings(graph: FakeGraph, gmail: FakeGmail) -> dict[str, dict[str,
     }
 
 
-def make_fakes() -> tuple[FakeGraph, FakeGmail]:
-    graph, gmail = FakeGraph(), FakeGmail()
+def make_fakes(clock: Any = None) -> tuple[FakeGraph, FakeGmail]:
+    graph, gmail = FakeGraph(clock=clock), FakeGmail(clock=clock)
     graph.add_client(MS_CLIENT, MS_SECRET, [CALLBACK])
     gmail.add_client(G_CLIENT, G_SECRET, [CALLBACK])
     graph.add_mailbox(MS_BOX)
@@ -65,7 +65,7 @@ def make_fakes() -> tuple[FakeGraph, FakeGmail]:
 @contextmanager
 def environment(**options: Any) -> Iterator[Env]:
     """Both fakes behind ``responses`` for the duration, and a WebConnect over a fresh store."""
-    graph, gmail = make_fakes()
+    graph, gmail = make_fakes(options.get("clock"))
     store = InMemoryStore()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         graph.register(mock)

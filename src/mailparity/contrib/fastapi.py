@@ -9,11 +9,21 @@
 
 The handler talks to the host's stores synchronously, so it runs in Starlette's thread pool and
 never blocks the event loop.
+
+And the web connect flow (:mod:`mailparity.webconnect`) as a second router::
+
+    from mailparity.contrib.fastapi import connect_router
+
+    app.include_router(connect_router(web_connect, owner=current_user_id), prefix="/mail")
+    # -> /mail/connect/{provider}, /mail/connect/callback, /mail/connect/{id}/disconnect ...
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 try:
     from fastapi import APIRouter
@@ -28,7 +38,10 @@ except ImportError as exc:
 from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
-__all__ = ["webhook_router"]
+if TYPE_CHECKING:
+    from ..webconnect import ConnectResult, WebConnect
+
+__all__ = ["connect_router", "webhook_router"]
 
 
 def _too_large() -> Response:
@@ -113,4 +126,96 @@ def webhook_router(
 
     router.add_api_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
     router.add_api_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+    return router
+
+
+#: The host's "who is signed in" hook: the request's user or tenant, or None (sync or async).
+OwnerHook = Callable[[Request], "str | Awaitable[str | None] | None"]
+
+
+def connect_router(
+    connect: WebConnect,
+    *,
+    owner: OwnerHook,
+    prefix: str | None = None,
+    on_connected: Callable[[ConnectResult], None] | None = None,
+) -> APIRouter:
+    """An APIRouter with the web connect routes (see :mod:`mailparity.webconnect_routes`):
+    ``GET {prefix}/{provider}``, ``GET {prefix}/{provider}/admin-consent``,
+    ``GET {prefix}/callback`` and ``POST {prefix}/{provider_id}/disconnect``; ``prefix`` is
+    ``/connect`` by default. Register ``https://<host><router prefix>{prefix}/callback`` as the
+    ``redirect_uri`` of ``connect`` and with each provider.
+
+    ``owner(request)`` (a function or a coroutine function) returns the current user or tenant
+    (from your session or authentication), or None when nobody is signed in (401). The flow
+    talks to the providers and the store synchronously, so it runs in the thread pool.
+    Disconnect is a POST refused when it comes from another site (``Origin`` /
+    ``Sec-Fetch-Site``). The routes are left out of the OpenAPI schema.
+    """
+    from ..webconnect_routes import CALLBACK_PATH, DEFAULT_CONNECT_PREFIX, ConnectRoutes
+
+    routes = ConnectRoutes(connect, on_connected=on_connected)
+    base = (DEFAULT_CONNECT_PREFIX if prefix is None else prefix).rstrip("/")
+    router = APIRouter()
+
+    async def who(request: Request) -> str | None:
+        found: Any = owner(request)
+        if inspect.isawaitable(found):
+            found = await found
+        return found if isinstance(found, str) and found else None
+
+    def query(request: Request) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            first.setdefault(name, value)
+        return first
+
+    async def callback(request: Request) -> Response:
+        answer = await run_in_threadpool(
+            routes.callback, query(request), await who(request),
+            request.headers.get("accept", ""),
+        )
+        return _to_starlette(answer)
+
+    async def start(request: Request, provider: str) -> Response:
+        answer = await run_in_threadpool(
+            routes.start, provider, query(request), await who(request),
+            accept=request.headers.get("accept", ""),
+        )
+        return _to_starlette(answer)
+
+    async def admin_consent(request: Request, provider: str) -> Response:
+        answer = await run_in_threadpool(
+            routes.start, provider, query(request), await who(request),
+            accept=request.headers.get("accept", ""), admin=True,
+        )
+        return _to_starlette(answer)
+
+    async def disconnect(request: Request, provider_id: str) -> Response:
+        return_to = None
+        if request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            body = (await request.body())[:4096].decode("utf-8", "replace")
+            return_to = dict(parse_qsl(body)).get("return_to")
+        answer = await run_in_threadpool(
+            routes.disconnect, provider_id, await who(request),
+            headers=dict(request.headers.items()),
+            host=request.headers.get("host", request.url.netloc),
+            scheme=request.url.scheme, return_to=return_to,
+        )
+        return _to_starlette(answer)
+
+    router.add_api_route(
+        f"{base}{CALLBACK_PATH}", callback, methods=["GET"], include_in_schema=False
+    )
+    router.add_api_route(f"{base}/{{provider}}", start, methods=["GET"], include_in_schema=False)
+    router.add_api_route(
+        f"{base}/{{provider}}/admin-consent", admin_consent, methods=["GET"],
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        f"{base}/{{provider_id}}/disconnect", disconnect, methods=["POST"],
+        include_in_schema=False,
+    )
     return router

@@ -6,11 +6,21 @@
 
     app.register_blueprint(webhook_blueprint(handler), url_prefix="/mail")
     # -> /mail/webhooks/microsoft and /mail/webhooks/google
+
+And the web connect flow (:mod:`mailparity.webconnect`) as a second Blueprint::
+
+    from mailparity.contrib.flask import connect_blueprint
+
+    app.register_blueprint(
+        connect_blueprint(web_connect, owner=lambda: session.get("user_id")), url_prefix="/mail"
+    )
+    # -> /mail/connect/<provider>, /mail/connect/callback, /mail/connect/<id>/disconnect ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 try:
     from flask import Blueprint, Response, request
@@ -22,7 +32,10 @@ except ImportError as exc:
 from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
 from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
-__all__ = ["webhook_blueprint"]
+if TYPE_CHECKING:
+    from ..webconnect import ConnectResult, WebConnect
+
+__all__ = ["connect_blueprint", "webhook_blueprint"]
 
 
 def _too_large() -> Response:
@@ -98,3 +111,62 @@ def _view(handler: WebhookHandler, key: str) -> Callable[[], Response]:
 
     view.__name__ = f"mailparity_{key}"
     return view
+
+
+def connect_blueprint(
+    connect: WebConnect,
+    *,
+    owner: Callable[[], str | None],
+    name: str = "mailparity_connect",
+    prefix: str | None = None,
+    on_connected: Callable[[ConnectResult], None] | None = None,
+) -> Blueprint:
+    """A Blueprint with the web connect routes (see :mod:`mailparity.webconnect_routes`):
+    ``GET {prefix}/<provider>``, ``GET {prefix}/<provider>/admin-consent``,
+    ``GET {prefix}/callback`` and ``POST {prefix}/<provider_id>/disconnect``; ``prefix`` is
+    ``/connect`` by default. Register ``https://<host><url_prefix>{prefix}/callback`` as the
+    ``redirect_uri`` of ``connect`` and with each provider.
+
+    ``owner()`` returns the current user or tenant (from Flask's ``session``, ``g``, your login
+    extension ...), or None when nobody is signed in (401). Disconnect is a POST refused when
+    it comes from another site (``Origin`` / ``Sec-Fetch-Site``); exempt the blueprint from a
+    CSRF extension only if you rely on that check.
+    """
+    from ..webconnect_routes import CALLBACK_PATH, DEFAULT_CONNECT_PREFIX, ConnectRoutes
+
+    routes = ConnectRoutes(connect, on_connected=on_connected)
+    base = (DEFAULT_CONNECT_PREFIX if prefix is None else prefix).rstrip("/")
+    blueprint = Blueprint(name, __name__)
+
+    def accept() -> str:
+        return request.headers.get("Accept", "")
+
+    def callback() -> Response:
+        return _to_flask(routes.callback(request.args.to_dict(flat=True), owner(), accept()))
+
+    def start(provider: str) -> Response:
+        answer = routes.start(provider, request.args.to_dict(flat=True), owner(), accept=accept())
+        return _to_flask(answer)
+
+    def admin_consent(provider: str) -> Response:
+        answer = routes.start(
+            provider, request.args.to_dict(flat=True), owner(), accept=accept(), admin=True
+        )
+        return _to_flask(answer)
+
+    def disconnect(provider_id: str) -> Response:
+        answer = routes.disconnect(
+            provider_id, owner(), headers=dict(request.headers.items()), host=request.host,
+            scheme=request.scheme, return_to=request.form.get("return_to"),
+        )
+        return _to_flask(answer)
+
+    blueprint.add_url_rule(f"{base}{CALLBACK_PATH}", "callback", callback, methods=["GET"])
+    blueprint.add_url_rule(f"{base}/<provider>", "start", start, methods=["GET"])
+    blueprint.add_url_rule(
+        f"{base}/<provider>/admin-consent", "admin_consent", admin_consent, methods=["GET"]
+    )
+    blueprint.add_url_rule(
+        f"{base}/<provider_id>/disconnect", "disconnect", disconnect, methods=["POST"]
+    )
+    return blueprint
