@@ -9,7 +9,9 @@ a CI run that silently skips the real-mail tests would prove nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,12 @@ class FakeClock:
 def clock() -> FakeClock:
     """A fake clock; pass ``clock=clock, sleep=clock.sleep`` to adapters."""
     return FakeClock()
+
+
+@pytest.fixture
+def otel() -> Iterator[Any]:
+    """mailparity.telemetry recording into the OpenTelemetry SDK's in-memory exporters and a
+    fresh Prometheus registry (a ``telemetry_support.Telemetry``); reset afterwards."""
+    from telemetry_support import recording
+
+    yield from recording()

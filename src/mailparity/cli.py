@@ -381,11 +381,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         google_service_accounts=tuple(args.google_service_account or ()),
         **{name: value for name, value in handler_limits.items() if value is not None},
     )
+    metrics_path = _serve_metrics(args, handler)
+    metrics = {} if metrics_path is None else {"metrics_path": metrics_path}
     if args.dev_server:
         print(f"serving webhooks on http://{args.host}:{args.port} with the built-in development"
               " server (tests and demos only: no read timeout, one thread per connection)",
               file=sys.stderr)
-        wsgi.serve(handler, args.host, args.port)
+        wsgi.serve(handler, args.host, args.port, **metrics)
         return 0
     server_limits = wsgi.ServerLimits(
         **{name: value for name, value in limits.items() if value is not None}
@@ -396,8 +398,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               f" {server_limits.connection_limit} connections at most, idle connections closed"
               f" after {server_limits.read_timeout} s)", file=sys.stderr)
 
-    wsgi.serve_production(handler, args.host, args.port, limits=server_limits, ready=ready)
+    wsgi.serve_production(handler, args.host, args.port, limits=server_limits, ready=ready,
+                          **metrics)
     return 0
+
+
+def _serve_metrics(args: argparse.Namespace, handler: Any) -> str | None:
+    """With ``--metrics``: Prometheus metrics (gauges read from the handler's store) served at
+    ``--metrics-path``; the path, or None without the option."""
+    if not args.metrics:
+        return None
+    from . import telemetry
+
+    try:
+        telemetry.enable_prometheus()
+    except ImportError as exc:
+        _fail(str(exc))
+    telemetry.observe_store(handler.store)
+    return str(args.metrics_path)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -748,6 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Graph notifications with more items get 413 (default 1000)")
     serve.add_argument("--dev-server", action="store_true",
                        help="the built-in server instead of waitress: tests and demos only")
+    serve.add_argument("--metrics", action="store_true",
+                       help="serve Prometheus metrics (needs the prometheus extra)")
+    serve.add_argument("--metrics-path", default="/metrics",
+                       help="where --metrics serves them (default /metrics)")
     serve.set_defaults(func=_cmd_serve)
     worker = sub.add_parser("worker", help="process jobs until stopped")
     worker.add_argument("--threads", type=_COUNT, default=4)

@@ -37,7 +37,7 @@ import requests.hooks
 import requests.structures
 import requests.utils
 
-from . import _speedups
+from . import _speedups, telemetry
 from .errors import (
     BadRequestError,
     CursorExpiredError,
@@ -517,10 +517,12 @@ class HttpClient:
             retry: False disables the transient-failure retries (the 401 refresh still applies).
         """
         refreshed = False
+        throttled = False  # the failed attempt asked to slow down (429, or a Retry-After)
         total_wait = 0.0
 
         def attempt() -> requests.Response:
-            nonlocal refreshed
+            nonlocal refreshed, throttled
+            throttled = False
             merged = dict(self.headers)
             if headers:
                 merged.update(headers)
@@ -570,6 +572,8 @@ class HttpClient:
                 and retry
                 and self._retryable(response)
             ):
+                if response.status_code == 429 or "Retry-After" in response.headers:
+                    throttled = True
                 if stream:
                     response.close()  # give the connection back before waiting to retry
                 raise _RetryableResponseError(response)
@@ -578,6 +582,8 @@ class HttpClient:
         def sleep(seconds: float) -> None:
             nonlocal total_wait
             total_wait += seconds
+            if throttled:
+                telemetry.throttle_wait(self.provider, "request")
             log.info("retrying %s %s in %.1fs", method, _safe_url(url), seconds)
             self.sleep(seconds)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from . import telemetry
 from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
 from .models import Job, utcnow
 from .protocols import (
@@ -43,7 +44,7 @@ from .protocols import (
 )
 from .providers import create_adapter, spec_for, specs
 
-__all__ = ["Maintenance", "MaintenanceReport", "RetentionPolicy"]
+__all__ = ["Maintenance", "MaintenanceReport", "RetentionPolicy", "last_heard"]
 
 log = logging.getLogger("mailparity.maintenance")
 
@@ -128,6 +129,20 @@ def _parse_time(value: str | None) -> datetime | None:
         return _aware(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except ValueError:
         return None
+
+
+def last_heard(store: StateStore, provider_id: str) -> datetime | None:
+    """When the mailbox was last heard of: its last push or catch-up sync (None: never).
+    Silence detection and the ``mailparity.mailboxes.silent`` gauge both read it."""
+    times = [
+        t
+        for t in (
+            _parse_time(store.get_meta(provider_id, LAST_PUSH_META)),
+            _parse_time(store.get_meta(provider_id, LAST_SYNC_META)),
+        )
+        if t is not None
+    ]
+    return max(times) if times else None
 
 
 class Maintenance:
@@ -323,11 +338,13 @@ class Maintenance:
         self, provider_id: str, reason: str, report: MaintenanceReport | None = None
     ) -> bool:
         """Enqueue a catch-up sync for the provider (coalesced with a pending one)."""
+        payload: dict[str, Any] = {"reason": reason}
+        telemetry.inject(payload)
         stored = self.store.enqueue_job(
             Job(
                 kind="sync",
                 provider_id=provider_id,
-                payload={"reason": reason},
+                payload=payload,
                 unique_key=f"sync:{provider_id}",
                 available_at=self.clock(),
                 created_at=self.clock(),
@@ -346,15 +363,7 @@ class Maintenance:
             if not config.active or config.needs_consent:
                 continue
             pid = config.provider_id
-            times = [
-                t
-                for t in (
-                    _parse_time(self.store.get_meta(pid, LAST_PUSH_META)),
-                    _parse_time(self.store.get_meta(pid, LAST_SYNC_META)),
-                )
-                if t is not None
-            ]
-            last = max(times) if times else None
+            last = last_heard(self.store, pid)
             if last is None or now - last > self.silence_after:
                 self.enqueue_sync(pid, "silence", report)
         return report

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from . import telemetry
 from .models import Job
 from .protocols import StateStore
 
@@ -231,7 +232,11 @@ class PushSource:
     Attributes:
         store: the host's state store (providers, jobs, meta).
         max_body_bytes: larger bodies are refused with 413 before they are parsed.
+        push_key: the provider key this source answers for (set by the handler); the
+            ``provider`` label of its metrics.
     """
+
+    push_key: str = ""
 
     def __init__(
         self,
@@ -254,7 +259,14 @@ class PushSource:
         """A secret-free description for the handler's repr."""
         return type(self).__name__
 
+    def _ignored(self, reason: str, count: int = 1) -> None:
+        """Count a push (or notification items) acknowledged but ignored, by reason: an unknown
+        mailbox, a wrong shared secret, a malformed item (``mailparity.pushes.rejected``)."""
+        telemetry.push_rejected(self.push_key or type(self).__name__, reason, count)
+
     def _enqueue(self, job: Job) -> int:
+        # The push's trace continues in whichever process runs the job.
+        telemetry.inject(job.payload)
         try:
             stored = self.store.enqueue_job(job)
         except Exception as exc:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 
+from . import telemetry
 from .errors import ConfigurationError
 from .models import utcnow
 from .protocols import EventPublisher, SecretStore, StateStore, require_publisher
@@ -159,6 +160,7 @@ class WebhookHandler:
                 max_body_bytes=self.max_body_bytes,
                 **own,
             )
+            sources[spec.key].push_key = spec.key
         unknown = sorted(set(options) - taken)
         if unknown:
             raise TypeError(f"WebhookHandler() got unexpected keyword arguments: {unknown}")
@@ -196,7 +198,10 @@ class WebhookHandler:
         if source is None:
             log.warning("push for provider %r, which takes no pushes; refused", key[:40])
             return _plain(404, "no such webhook")
-        return source.handle(request)
+        with telemetry.push(key) as recorder:
+            response = source.handle(request)
+            recorder.answered(response.status)
+        return response
 
     # ---------------------------------------------------------------- processing
 

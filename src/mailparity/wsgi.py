@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from . import telemetry
 from .errors import ConfigurationError
 from .health import HealthCheck, check_for
 from .webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
@@ -134,6 +135,7 @@ def make_wsgi_app(
     *,
     prefix: str = DEFAULT_PREFIX,
     health: HealthCheck | None = None,
+    metrics_path: str | None = None,
     **paths: str,
 ) -> WSGIApp:
     """A WSGI application routing each provider's push endpoint to ``handler``: ``{prefix}/{key}``
@@ -144,6 +146,12 @@ def make_wsgi_app(
     :class:`~mailparity.health.HealthCheck` of the handler's store by default): liveness, and
     readiness (store reachable, a worker heartbeat recent). A push route wins over them.
 
+    ``metrics_path`` (``"/metrics"``; None, the default, serves none): ``GET`` answers the
+    Prometheus text exposition of :func:`mailparity.telemetry.enable_prometheus`'s registry.
+
+    Raises:
+        ImportError: ``metrics_path`` is given without ``prometheus-client`` installed.
+
     Other paths answer 404. A handler that raises (a bug, never bad input) answers 500 and is
     logged without the request's contents.
     """
@@ -153,6 +161,9 @@ def make_wsgi_app(
     }
 
     checks = check_for(handler, health)
+    metrics_route = None if metrics_path is None else (metrics_path.rstrip("/") or "/")
+    if metrics_route is not None and telemetry.prometheus_registry() is None:
+        telemetry.enable_prometheus()
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", "") or "/")
@@ -160,6 +171,10 @@ def make_wsgi_app(
             path = path.encode("latin-1").decode("utf-8")
         route = routes.get(path.rstrip("/") or "/")
         answer = checks.respond(path) if route is None and checks is not None else None
+        if route is None and metrics_route is not None and (path.rstrip("/") or "/") == (
+            metrics_route
+        ):
+            answer = _metrics_response()
         if answer is not None:
             method = str(environ.get("REQUEST_METHOD", "GET"))
             response = answer if method in ("GET", "HEAD") else _plain(405, "method not allowed")
@@ -187,6 +202,15 @@ def make_wsgi_app(
         return [response.body]
 
     return app
+
+
+def _metrics_response() -> WebhookResponse:
+    try:
+        body, content_type = telemetry.prometheus_exposition()
+    except Exception:  # a failing collector must not take the endpoint down with a traceback
+        log.exception("rendering the Prometheus metrics failed")
+        return _plain(500, "internal error")
+    return WebhookResponse(200, {"Content-Type": content_type, "Cache-Control": "no-store"}, body)
 
 
 #: Control characters as the standard library's ``http.server`` shows them in its log: C0, DEL
@@ -252,8 +276,10 @@ class WebhookServer:
         self.shutdown()
 
 
-def _make_server(handler: WebhookHandler, host: str, port: int, **paths: str) -> WSGIServer:
-    app = make_wsgi_app(handler, health=None, **paths)
+def _make_server(
+    handler: WebhookHandler, host: str, port: int, metrics_path: str | None = None, **paths: str
+) -> WSGIServer:
+    app = make_wsgi_app(handler, health=None, metrics_path=metrics_path, **paths)
     server_class: type[WSGIServer] = _ThreadingWSGIServer
     if ":" in host:
         class _V6Server(_ThreadingWSGIServer):
@@ -270,13 +296,16 @@ def serve(
     *,
     microsoft_path: str = "/webhooks/microsoft",
     google_path: str = "/webhooks/google",
+    metrics_path: str | None = None,
 ) -> None:
     """Serve ``handler`` on ``host:port`` until interrupted, on the standard library's server.
 
     For tests and demos only: one thread per connection and no read timeout, so a few hundred
-    idle clients exhaust it. Deploy with :func:`serve_production`."""
+    idle clients exhaust it. Deploy with :func:`serve_production`. ``metrics_path``: see
+    :func:`make_wsgi_app`."""
     server = WebhookServer(
-        _make_server(handler, host, port, microsoft_path=microsoft_path, google_path=google_path),
+        _make_server(handler, host, port, metrics_path, microsoft_path=microsoft_path,
+                     google_path=google_path),
         None,
     )
     log.info("mailparity webhooks listening on %s", server.url)
@@ -355,6 +384,7 @@ def _waitress_server(
     limits: ServerLimits,
     socket_map: dict[Any, Any],
     paths: dict[str, str],
+    metrics_path: str | None = None,
 ) -> Any:
     try:
         import waitress
@@ -363,7 +393,7 @@ def _waitress_server(
             "the production server needs waitress: pip install 'mailparity[server]'"
         ) from exc
     return waitress.create_server(
-        make_wsgi_app(handler, health=None, **paths),
+        make_wsgi_app(handler, health=None, metrics_path=metrics_path, **paths),
         map=socket_map,
         host=host,
         port=port,
@@ -441,8 +471,10 @@ def serve_production_in_thread(
     limits: ServerLimits | None = None,
     microsoft_path: str = "/webhooks/microsoft",
     google_path: str = "/webhooks/google",
+    metrics_path: str | None = None,
 ) -> ProductionServer:
     """Start the production server in a daemon thread; ``port=0`` picks a free port.
+    ``metrics_path``: see :func:`make_wsgi_app`.
 
     Raises:
         ConfigurationError: waitress is not installed (the ``server`` extra).
@@ -450,7 +482,7 @@ def serve_production_in_thread(
     socket_map: dict[Any, Any] = {}
     paths = {"microsoft_path": microsoft_path, "google_path": google_path}
     server = _waitress_server(handler, host, port, limits=limits or ServerLimits(),
-                              socket_map=socket_map, paths=paths)
+                              socket_map=socket_map, paths=paths, metrics_path=metrics_path)
     return ProductionServer(server, socket_map).start()
 
 
@@ -463,13 +495,15 @@ def serve_production(
     microsoft_path: str = "/webhooks/microsoft",
     google_path: str = "/webhooks/google",
     ready: Callable[[str], None] | None = None,
+    metrics_path: str | None = None,
 ) -> None:
     """Serve ``handler`` with waitress until interrupted: the server to deploy with.
 
     Requests are read by one event loop and handed to ``limits.threads`` worker threads only
     once complete, so idle and slow clients hold no thread; they are closed after
     ``limits.read_timeout`` seconds, and at most ``limits.connection_limit`` connections are open
-    at once. ``ready`` is called with the server's URL once it listens.
+    at once. ``ready`` is called with the server's URL once it listens. ``metrics_path``: see
+    :func:`make_wsgi_app`.
 
     Raises:
         ConfigurationError: waitress is not installed (the ``server`` extra).
@@ -478,7 +512,7 @@ def serve_production(
     paths = {"microsoft_path": microsoft_path, "google_path": google_path}
     server = ProductionServer(
         _waitress_server(handler, host, port, limits=limits or ServerLimits(),
-                         socket_map=socket_map, paths=paths),
+                         socket_map=socket_map, paths=paths, metrics_path=metrics_path),
         socket_map,
     )
     log.info("mailparity webhooks (waitress) listening on %s", server.url)

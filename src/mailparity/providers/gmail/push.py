@@ -306,6 +306,7 @@ class GmailPush(PushSource):
         message, pubsub_id, subscription = envelope
         notification = self._gmail_notification(message, pubsub_id)
         if notification is None:
+            self._ignored("not a gmail notification")
             return _empty(204)
         email_address, history_id = notification
 
@@ -318,11 +319,13 @@ class GmailPush(PushSource):
         if not isinstance(config, GmailProviderConfig):
             log.warning("Pub/Sub push for unknown Gmail mailbox %s; acknowledged",
                         _safe(email_address))
+            self._ignored("unknown mailbox")
             return _empty(204)
         pid = config.provider_id
         now = self._clock()
         if not config.active:
             log.info("Pub/Sub push for paused provider %s; acknowledged", pid)
+            self._ignored("paused provider")
             return _empty(204)
         if not config.accepts_push_subscription(subscription):
             # Any allowed service account can sign a push naming any mailbox: a push is only
@@ -332,6 +335,7 @@ class GmailPush(PushSource):
                 " acknowledged and ignored",
                 _safe(subscription), pid, _safe(config.subscription_path),
             )
+            self._ignored("foreign subscription")
             return _empty(204)
         if config.history_id is not None and history_id <= config.history_id:
             log.debug("stale Pub/Sub push for provider %s (historyId %d <= cursor %d)",

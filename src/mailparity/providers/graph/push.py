@@ -72,6 +72,8 @@ DEFAULT_MAX_NOTIFICATION_ITEMS = 1000
 #: Distinct examples named per reason in the summary line.
 _SUMMARY_EXAMPLES = 3
 
+_COALESCED = "coalesced with a pending job"
+
 #: The id Graph sends where an item is not about one resource.
 _NO_ID = "NA"
 _GRAPH_RESOURCE_MESSAGE_ID = re.compile(
@@ -135,6 +137,14 @@ class _ItemTally:
             ) else ""
             parts.append(f"{count} {reason}{shown}")
         return f"{text}; ignored: {'; '.join(parts)}"
+
+    def ignored(self) -> dict[str, int]:
+        """How many items were ignored, by reason (coalesced ones are not ignored: their work
+        is pending already)."""
+        return {
+            reason: count for reason, count in self._counts.items()
+            if reason != _COALESCED
+        }
 
     def log(self, total: int) -> None:
         level = self._level if self._counts else logging.DEBUG
@@ -261,6 +271,8 @@ class GraphPush(PushSource):
                 store_failed = True
         self._record_push(touched, now)
         tally.log(len(items))
+        for reason, count in tally.ignored().items():
+            self._ignored(reason, count)
         if store_failed:
             return _plain(503, "could not store the notifications; retry later",
                           Retry_After="10")
@@ -344,7 +356,7 @@ class GraphPush(PushSource):
     def _graph_job(self, job: Job) -> _ItemOutcome:
         if self._enqueue(job):
             return _ItemOutcome(None)
-        return _ItemOutcome("coalesced with a pending job", job.provider_id, level=logging.DEBUG)
+        return _ItemOutcome(_COALESCED, job.provider_id, level=logging.DEBUG)
 
     @staticmethod
     def _graph_message_id(item: Mapping[str, Any]) -> str | None:
