@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["FIELDS", "ContextFilter", "JsonFormatter", "bind", "current"]
+__all__ = ["FIELDS", "ContextFilter", "JsonFormatter", "bind", "binds_message_id", "current"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: The record attributes the pipeline fills in.
 FIELDS = ("provider_id", "message_id", "job_id")
@@ -52,6 +57,25 @@ def bind(**fields: str | None) -> Iterator[None]:
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+def binds_message_id(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate a function with a ``message_id`` parameter: its calls log with that field."""
+    index = list(inspect.signature(func).parameters).index("message_id")
+    var = _VARS["message_id"]
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        value = kwargs["message_id"] if "message_id" in kwargs else (
+            args[index] if len(args) > index else None
+        )
+        token = var.set(value if isinstance(value, str) else None)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            var.reset(token)
+
+    return wrapper
 
 
 def current() -> dict[str, str]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import requests
 
+from . import telemetry
 from ._pipeline.auth_failures import AuthFailures
 from ._pipeline.base import (
     _AUTH_OPEN,
@@ -231,7 +232,8 @@ class Processor(CursorJobs, LifecycleJobs, AuthFailures):
         """Run one claimed job to an outcome: completed, retried later or buried. Never raises
         (a failure of the store itself is logged; the job's lease then lapses and it runs again)."""
         try:
-            self._run_job(job)
+            with telemetry.job_span(job):
+                self._run_job(job)
         except Exception:  # a worker thread must survive anything
             log.exception("job %s (%s) of provider %s failed", job.id, job.kind, job.provider_id)
 

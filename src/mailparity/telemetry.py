@@ -503,15 +503,7 @@ def push(provider: str) -> Iterator[PushRecorder]:
     """Count one push request of ``provider`` and trace it (span ``mailparity.push``); jobs
     enqueued inside carry this span's context (:func:`inject`)."""
     _record("mailparity.pushes.received", 1, {"provider": _label(provider)})
-    tracer = _tracer()
-    if tracer is None:
-        yield PushRecorder(provider, None)
-        return
-    assert _otel_trace is not None
-    with tracer.start_as_current_span(
-        "mailparity.push", kind=_otel_trace.SpanKind.SERVER,
-        attributes={"mailparity.provider": provider},
-    ) as span:
+    with _span("mailparity.push", {"mailparity.provider": provider}, kind="SERVER") as span:
         yield PushRecorder(provider, span)
 
 
@@ -565,24 +557,18 @@ def job_span(job: Job) -> Iterator[None]:
     (a new trace when there is none), with the job's ids as log fields."""
     token = _current_job_var.set(job)
     try:
-        with logs.bind(job_id=job.id, provider_id=job.provider_id):
-            tracer = _tracer()
-            if tracer is None:
-                yield
-                return
-            assert _otel_trace is not None
-            with tracer.start_as_current_span(
-                "mailparity.job",
-                context=_extract(job.payload),
-                kind=_otel_trace.SpanKind.CONSUMER,
-                attributes={
-                    "mailparity.job.id": job.id,
-                    "mailparity.job.kind": job.kind,
-                    "mailparity.job.attempts": job.attempts,
-                    "mailparity.provider_id": job.provider_id,
-                },
-            ):
-                yield
+        with logs.bind(job_id=job.id, provider_id=job.provider_id), _span(
+            "mailparity.job",
+            {
+                "mailparity.job.id": job.id,
+                "mailparity.job.kind": job.kind,
+                "mailparity.job.attempts": job.attempts,
+                "mailparity.provider_id": job.provider_id,
+            },
+            kind="CONSUMER",
+            parent=job.payload,
+        ):
+            yield
     finally:
         _current_job_var.reset(token)
 
@@ -605,16 +591,34 @@ def fetching(provider: str, message_id: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _span(name: str, attributes: Mapping[str, Any], kind: str = "INTERNAL") -> Iterator[Any]:
+def _span(
+    name: str,
+    attributes: Mapping[str, Any],
+    kind: str = "INTERNAL",
+    parent: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """A current span (None without OpenTelemetry). ``parent``: a job payload whose stored
+    trace context the span continues. An exception marks the span as failed with its type only:
+    a foreign exception's text may quote a request and its token."""
     tracer = _tracer()
     if tracer is None:
         yield None
         return
     assert _otel_trace is not None
     with tracer.start_as_current_span(
-        name, kind=getattr(_otel_trace.SpanKind, kind), attributes=dict(attributes)
+        name,
+        context=None if parent is None else _extract(parent),
+        kind=getattr(_otel_trace.SpanKind, kind),
+        attributes=dict(attributes),
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, type(exc).__name__))
+            raise
 
 
 def publish(publisher: EventPublisher, event: MailParityEvent, provider: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
+from .. import telemetry
 from ..errors import AuthError
 from ..models import EmailProviderAuthFailed, Job, MailParityEvent
 from ..protocols import AnyProviderConfig
@@ -34,6 +35,7 @@ class AuthFailures(ProcessorBase):
         maintenance when a renewal meets the failure."""
         pid = provider.provider_id
         log.error("provider %s needs consent again: %s", pid, _describe(error))
+        telemetry.auth_failure(provider.provider)
         with contextlib.suppress(KeyError):  # deleted meanwhile: its jobs are dropped next run
             provider = self.store.update_provider(
                 pid, {"needs_consent": True, "auth_error_code": error.code}
@@ -75,7 +77,7 @@ class AuthFailures(ProcessorBase):
                 error=text,
             )
             try:
-                self.publisher.publish(event)
+                telemetry.publish(self.publisher, event, provider.provider)
             except Exception as exc:  # retried when the next parked job runs
                 log.warning("provider %s: publishing the auth failure failed: %s", pid,
                             _describe(exc))

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import requests
 
+from .. import telemetry
 from ..adapter import EmailProviderAdapter
 from ..errors import MailParityError, ProviderUnavailableError, ThrottledError
 from ..models import EVENT_NAMESPACE, EventLimits, Job
@@ -220,14 +221,17 @@ class ProcessorBase:
             # The provider said how long: the job is due exactly then, never sooner (waiting
             # less only burns quota and extends the throttling). Only an absurd value is
             # bounded, so that a broken header cannot park a mailbox's work for good.
+            telemetry.throttle_wait(error.provider, "job")
             return min(MAX_RETRY_AFTER, max(float(error.retry_after), 0.0))
         return self._backoff(failures)
 
     def _retry(self, job: Job, delay: float, reason: str) -> None:
         at = self.clock() + timedelta(seconds=max(delay, 0.001))
         self.store.retry_job(job.id, error=reason, available_at=at)
+        telemetry.job_retried(job.kind)
 
     def _enqueue(self, job: Job) -> None:
+        telemetry.inject(job.payload)  # work stored by a job continues its trace
         if not self.store.enqueue_job(job):
             log.debug("job %s not enqueued: %s is already pending", job.kind, job.unique_key)
 

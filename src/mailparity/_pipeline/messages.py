@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import logs, telemetry
 from ..adapter import EmailProviderAdapter
 from ..attachments import save_attachments
 from ..errors import AuthError, ConfigurationError, NotFoundError, PermanentMessageError
@@ -72,6 +73,7 @@ class MessageJobs(ProcessorBase):
             except Exception:  # an observer must not break the pipeline
                 log.exception("progress observer failed")
 
+    @logs.binds_message_id
     def process_message(
         self,
         adapter: EmailProviderAdapter[Any],
@@ -120,7 +122,7 @@ class MessageJobs(ProcessorBase):
                 message = (
                     prefetched
                     if prefetched is not None
-                    else adapter.get_message_details(message_id)
+                    else self._fetch(adapter, provider, message_id)
                 )
             except (AuthError, ConfigurationError):
                 raise
@@ -157,6 +159,7 @@ class MessageJobs(ProcessorBase):
                     settled = True
                     self.store.set_meta(pid, _FAILURES + message_id, None)
                     self._mark_processed(adapter, provider, message_id)
+                    telemetry.duplicate(provider.provider)
                     return MessageResult("duplicate")
                 held.append(mid_key)
 
@@ -183,7 +186,7 @@ class MessageJobs(ProcessorBase):
                 limits=self.event_limits,
             )
             try:
-                self.publisher.publish(event)
+                telemetry.publish(self.publisher, event, provider.provider)
             except Exception as exc:  # the host's bus: retried, never a fallback
                 log.warning(
                     "provider %s: publishing %s failed: %s", pid, message_id, _describe(exc)
@@ -200,12 +203,19 @@ class MessageJobs(ProcessorBase):
             if not settled:
                 self.store.release_keys(pid, held, owner)
 
+    def _fetch(
+        self, adapter: EmailProviderAdapter[Any], provider: AnyProviderConfig, message_id: str
+    ) -> EmailMessage:
+        with telemetry.fetching(provider.provider, message_id):
+            return adapter.get_message_details(message_id)
+
     def _already_published(
         self, adapter: EmailProviderAdapter[Any], provider: AnyProviderConfig, message_id: str
     ) -> MessageResult:
         # A duplicate job is the moment to retry a mark that failed earlier (cheap, no refetch).
         if self.store.get_meta(provider.provider_id, _MARK_PENDING + message_id):
             self._mark_processed(adapter, provider, message_id)
+        telemetry.duplicate(provider.provider)
         return MessageResult("duplicate")
 
     def _fetch_failed(
@@ -252,7 +262,7 @@ class MessageJobs(ProcessorBase):
             message, occurred_at=self.clock(), limits=self.event_limits
         )
         try:
-            self.publisher.publish(event)
+            telemetry.publish(self.publisher, event, provider.provider)
         except Exception as exc:  # retried like any publish failure
             log.warning("provider %s: publishing minimal %s failed: %s", pid, message_id,
                         _describe(exc))
