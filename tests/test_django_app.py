@@ -68,6 +68,23 @@ def test_every_key_is_read() -> None:
     assert parsed.require_worker is False
     assert parsed.heartbeat_max_age == timedelta(seconds=90)
     assert conf.parse_settings({"RETENTION": None}).retention is None
+    connect = conf.parse_settings(
+        {
+            "CONNECT": {
+                "REDIRECT_URI": "https://help.example/mail/connect/callback",
+                "PROVIDERS": {"google": {"client_id": "c", "client_secret": "s"}},
+                "OWNER": "helpdesk.auth.tenant_of",
+                "STATE_TTL_SECONDS": 300,
+                "SUBSCRIBE": False,
+            }
+        }
+    ).connect
+    assert connect.redirect_uri == "https://help.example/mail/connect/callback"
+    assert connect.providers == {"google": {"client_id": "c", "client_secret": "s"}}
+    assert connect.owner == "helpdesk.auth.tenant_of"
+    assert connect.on_connected is None
+    assert connect.state_ttl == timedelta(minutes=5)
+    assert connect.subscribe is False
 
 
 @pytest.mark.parametrize(
@@ -86,6 +103,12 @@ def test_every_key_is_read() -> None:
         ({"WORKER": {"threads": 0}}, r"\['threads'\] is 0"),
         ({"HEALTH": {"require_worker": "no"}}, r"\['require_worker'\] is 'no'"),
         ({"HEALTH": {"heartbeat_max_age_seconds": -1}}, "not a positive number"),
+        ({"CONNECT": {"REDIRECT": "x"}}, r"MAILPARITY\['CONNECT'\] has unknown keys"),
+        ({"CONNECT": {"REDIRECT_URI": "/mail/cb"}}, "not an http"),
+        ({"CONNECT": {"PROVIDERS": {"google": "id"}}}, "not a dict of provider key"),
+        ({"CONNECT": {"OWNER": "owner"}}, r"\['OWNER'\] is 'owner', not a dotted path"),
+        ({"CONNECT": {"STATE_TTL_SECONDS": 0}}, "STATE_TTL_SECONDS"),
+        ({"CONNECT": {"SUBSCRIBE": "yes"}}, "SUBSCRIBE"),
     ],
 )
 def test_a_wrong_setting_is_improperly_configured(value: Any, message: str) -> None:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -35,13 +35,20 @@ from ...app import App
 from ...maintenance import RetentionPolicy
 from ...protocols import EventPublisher, SecretStore, StateStore
 
+if TYPE_CHECKING:
+    from ...webconnect import WebConnect
+
 __all__ = [
     "SETTING",
+    "ConnectSettings",
     "MailparitySettings",
     "build_app",
+    "build_web_connect",
+    "connect_hook",
     "get_app",
     "get_store",
     "mailparity_settings",
+    "parse_settings",
     "reset",
 ]
 
@@ -61,7 +68,8 @@ _KEYS: dict[str, str] = {
     " message_meta_days), or None to keep everything",
     "WORKER": "a dict of Worker options (threads, poll_interval, per_mailbox_limit ...)",
     "HEALTH": "a dict: require_worker (bool), heartbeat_max_age_seconds (number)",
-    "CONNECT": "a dict of web connect options (see the Django guide)",
+    "CONNECT": "a dict: REDIRECT_URI, PROVIDERS (a dict per provider key), OWNER and"
+    " ON_CONNECTED (dotted paths), STATE_TTL_SECONDS, SUBSCRIBE",
 }
 
 _RETENTION_KEYS = {
@@ -70,6 +78,18 @@ _RETENTION_KEYS = {
     "dead_jobs_days": "dead_jobs",
     "message_meta_days": "message_meta",
 }
+
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    """``MAILPARITY["CONNECT"]``: the web connect flow's settings (see the Django guide)."""
+
+    redirect_uri: str | None = None
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    owner: str | None = None
+    on_connected: str | None = None
+    state_ttl: timedelta = timedelta(minutes=10)
+    subscribe: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,7 +107,7 @@ class MailparitySettings:
     worker: Mapping[str, Any] = field(default_factory=dict)
     require_worker: bool = True
     heartbeat_max_age: timedelta = timedelta(minutes=5)
-    connect: Mapping[str, Any] = field(default_factory=dict)
+    connect: ConnectSettings = field(default_factory=ConnectSettings)
 
 
 def _fail(key: str, problem: str) -> ImproperlyConfigured:
@@ -152,6 +172,51 @@ def _health(raw: Mapping[str, Any]) -> tuple[bool, timedelta]:
     return require, timedelta(seconds=age)
 
 
+_CONNECT_KEYS = {
+    "REDIRECT_URI", "PROVIDERS", "OWNER", "ON_CONNECTED", "STATE_TTL_SECONDS", "SUBSCRIBE",
+}
+
+
+def _connect(raw: Mapping[str, Any]) -> ConnectSettings:
+    value = raw.get("CONNECT") or {}
+    if not isinstance(value, Mapping):
+        raise _fail("CONNECT", f"is a {type(value).__name__}")
+    unknown = sorted(str(key) for key in value if key not in _CONNECT_KEYS)
+    if unknown:
+        raise _fail("CONNECT", f"has unknown keys {unknown}")
+    redirect = value.get("REDIRECT_URI")
+    if redirect is not None and (
+        not isinstance(redirect, str) or not redirect.startswith(("https://", "http://"))
+    ):
+        raise _fail("CONNECT", f"['REDIRECT_URI'] is {redirect!r}, not an http(s) URL")
+    providers = value.get("PROVIDERS") or {}
+    if not isinstance(providers, Mapping) or not all(
+        isinstance(key, str) and isinstance(options, Mapping)
+        for key, options in providers.items()
+    ):
+        raise _fail("CONNECT", "['PROVIDERS'] is not a dict of provider key -> dict of settings")
+    ttl = value.get("STATE_TTL_SECONDS", 600)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+        raise _fail("CONNECT", f"['STATE_TTL_SECONDS'] is {ttl!r}, not a positive number")
+    subscribe = value.get("SUBSCRIBE", True)
+    if not isinstance(subscribe, bool):
+        raise _fail("CONNECT", f"['SUBSCRIBE'] is {subscribe!r}, not True or False")
+    dotted = {}
+    for name in ("OWNER", "ON_CONNECTED"):
+        path = value.get(name)
+        if path is not None and (not isinstance(path, str) or "." not in path):
+            raise _fail("CONNECT", f"[{name!r}] is {path!r}, not a dotted path")
+        dotted[name] = path
+    return ConnectSettings(
+        redirect_uri=redirect,
+        providers={key: dict(options) for key, options in providers.items()},
+        owner=dotted["OWNER"],
+        on_connected=dotted["ON_CONNECTED"],
+        state_ttl=timedelta(seconds=ttl),
+        subscribe=subscribe,
+    )
+
+
 def parse_settings(raw: Any) -> MailparitySettings:
     """Validate a ``MAILPARITY`` value (a dict, or None for every default).
 
@@ -193,7 +258,7 @@ def parse_settings(raw: Any) -> MailparitySettings:
         worker=worker,
         require_worker=require_worker,
         heartbeat_max_age=heartbeat,
-        connect=_dict(raw, "CONNECT"),
+        connect=_connect(raw),
     )
 
 
@@ -260,6 +325,40 @@ def build_app(config: MailparitySettings | None = None, **overrides: Any) -> App
         )
     except TypeError as exc:  # not a publisher: name the setting
         raise ImproperlyConfigured(f"{SETTING}['PUBLISHER']: {exc}") from None
+
+
+def build_web_connect(redirect_uri: str, config: MailparitySettings | None = None) -> WebConnect:
+    """A :class:`~mailparity.webconnect.WebConnect` on :func:`get_app`'s store, secrets, session,
+    clock and sleep, with ``MAILPARITY["CONNECT"]``; ``redirect_uri`` is used when the setting
+    names none (the URL of the callback route, from the request)."""
+    from ...webconnect import WebConnect
+
+    config = config or mailparity_settings()
+    app = get_app()
+    return WebConnect(
+        app.store,
+        redirect_uri=config.connect.redirect_uri or redirect_uri,
+        providers=config.connect.providers or None,
+        secrets=app.secrets,
+        session=app.session,
+        clock=app.clock,
+        state_ttl=config.connect.state_ttl,
+        subscribe=config.connect.subscribe,
+        adapter_options={"sleep": app.sleep},
+    )
+
+
+def connect_hook(name: str, config: MailparitySettings | None = None) -> Any:
+    """The function ``MAILPARITY["CONNECT"][name]`` names (``OWNER``, ``ON_CONNECTED``), or
+    None."""
+    config = config or mailparity_settings()
+    path = config.connect.owner if name == "OWNER" else config.connect.on_connected
+    if path is None:
+        return None
+    try:
+        return import_string(path)
+    except ImportError as exc:
+        raise _fail("CONNECT", f"[{name!r}] cannot be imported ({exc})") from None
 
 
 _lock = threading.Lock()
