@@ -243,3 +243,78 @@ def test_a_failing_receiver_fails_the_publish_without_quoting_it() -> None:
     finally:
         signals.inbound_email_received.disconnect(broken)
     assert "Printer" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------------ attachments
+
+
+def _message_and_attachment(name: str = "../../etc/passwd") -> tuple[Any, Any]:
+    raw = build_message(
+        from_="a@example.com", to="help@example.com", subject="Logs", text="see attached",
+        attachments=[(name, b"E-204\n")],
+    )
+    message = message_from_mime(
+        raw, id="m1", provider="google", provider_id="p-1", tenant="t",
+        mailbox="help@example.com", received_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    return message, message.attachments[0]
+
+
+def test_storage_attachment_store_saves_replaces_and_keeps_names_safe(tmp_path: Any) -> None:
+    from mailparity.contrib.django.attachments import StorageAttachmentStore
+
+    with override_settings(MEDIA_ROOT=str(tmp_path)):
+        store = StorageAttachmentStore()
+        message, attachment = _message_and_attachment()
+        reference = store.save(message, attachment, [b"E-2", b"04\n"])
+        assert reference == store.reference_for(message, attachment)
+        assert reference.startswith("mailparity/attachments/")
+        assert reference.endswith("-passwd")  # the name's folders are gone
+        assert ".." not in reference
+        with store.open(reference) as saved:
+            assert saved.read() == b"E-204\n"
+        # A retried job saves again: the file is replaced, not duplicated.
+        assert store.save(message, attachment, [b"again"]) == reference
+        with store.open(reference) as saved:
+            assert saved.read() == b"again"
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert len(files) == 1
+
+
+def test_storage_attachment_store_keeps_nothing_of_a_failed_download(tmp_path: Any) -> None:
+    from mailparity.contrib.django.attachments import StorageAttachmentStore
+
+    def broken() -> Iterator[bytes]:
+        yield b"half"
+        raise OSError("the provider hung up")
+
+    with override_settings(MEDIA_ROOT=str(tmp_path)):
+        store = StorageAttachmentStore(prefix="")
+        message, attachment = _message_and_attachment("report.pdf")
+        with pytest.raises(OSError, match="hung up"):
+            store.save(message, attachment, broken())
+        assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert store.save(message, attachment, [b"%PDF"]).endswith("-report.pdf")
+
+
+def test_the_attachments_setting_reaches_the_processor() -> None:
+    from mailparity.contrib.django.attachments import StorageAttachmentStore
+
+    setting = {
+        "STORE": "memory",
+        "ATTACHMENTS": {
+            "STORE": "mailparity.contrib.django.attachments.StorageAttachmentStore",
+            "MAX_BYTES": 1000,
+        },
+    }
+    with override_settings(MAILPARITY=setting):
+        options = conf.get_app().processor_options
+    assert isinstance(options["attachment_store"], StorageAttachmentStore)
+    assert options["attachment_max_bytes"] == 1000
+    for bad, message in (
+        ({"STORE": "x"}, r"\['STORE'\] is 'x'"),
+        ({"MAX_BYTES": 0}, "MAX_BYTES"),
+        ({"MAXBYTES": 1}, "unknown keys"),
+    ):
+        with pytest.raises(ImproperlyConfigured, match=message):
+            conf.parse_settings({"ATTACHMENTS": bad})

@@ -65,7 +65,7 @@ class Env:
 
 
 @pytest.fixture
-def env() -> Iterator[Env]:
+def env(tmp_path: Any) -> Iterator[Env]:
     alias = django_support.migrated("default")
     django_support.clear_tables(alias)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -79,8 +79,11 @@ def env() -> Iterator[Env]:
                 "google_certs_url": gmail.certs_url,
             },
             "WORKER": {"threads": 2, "poll_interval": 0.001},
+            "ATTACHMENTS": {
+                "STORE": "mailparity.contrib.django.attachments.StorageAttachmentStore"
+            },
         }
-        with override_settings(MAILPARITY=setting):
+        with override_settings(MAILPARITY=setting, MEDIA_ROOT=str(tmp_path)):
             store = DjangoStore(alias)
             environment = Env(graph, gmail, store)
             # The App of the settings, with waiting recorded instead of done.
@@ -120,7 +123,14 @@ def test_gmail_push_through_the_urls_then_the_worker_command_sends_the_signal(en
     [event] = env.events
     assert event.event_type == "INBOUND_EMAIL_RECEIVED"
     assert event.email_data.subject == "Drucker druckt nicht"
-    assert [a.name for a in event.email_data.attachments] == ["log.txt"]
+    [attachment] = event.email_data.attachments
+    assert attachment.name == "log.txt"
+    # Saved through the attachment store (Django's storage) before the signal was sent.
+    assert attachment.stored_as is not None
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(attachment.stored_as, "rb") as saved:
+        assert saved.read() == b"E-204\n"
     assert env.store.count_jobs() == 0
 
 
@@ -136,6 +146,7 @@ def test_graph_notification_through_the_urls_then_the_worker_runs_once(env: Env)
     [event] = env.events
     assert event.email_data.from_.email == "zoe@customer.example"
     assert event.provider_id == mailbox.provider_id
+    assert event.email_data.attachments[0].stored_as is not None
 
 
 def test_the_validation_handshake_and_a_forged_push_through_the_urls(env: Env) -> None:

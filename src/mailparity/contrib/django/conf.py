@@ -68,6 +68,7 @@ _KEYS: dict[str, str] = {
     " message_meta_days), or None to keep everything",
     "WORKER": "a dict of Worker options (threads, poll_interval, per_mailbox_limit ...)",
     "HEALTH": "a dict: require_worker (bool), heartbeat_max_age_seconds (number)",
+    "ATTACHMENTS": "a dict: STORE (the dotted path of an AttachmentStore), MAX_BYTES",
     "CONNECT": "a dict: REDIRECT_URI, PROVIDERS (a dict per provider key), OWNER and"
     " ON_CONNECTED (dotted paths), STATE_TTL_SECONDS, SUBSCRIBE",
 }
@@ -108,6 +109,8 @@ class MailparitySettings:
     require_worker: bool = True
     heartbeat_max_age: timedelta = timedelta(minutes=5)
     connect: ConnectSettings = field(default_factory=ConnectSettings)
+    attachment_store: str | None = None
+    attachment_max_bytes: int | None = None
 
 
 def _fail(key: str, problem: str) -> ImproperlyConfigured:
@@ -217,6 +220,20 @@ def _connect(raw: Mapping[str, Any]) -> ConnectSettings:
     )
 
 
+def _attachments(raw: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    options = _dict(raw, "ATTACHMENTS")
+    unknown = sorted(set(options) - {"STORE", "MAX_BYTES"})
+    if unknown:
+        raise _fail("ATTACHMENTS", f"has unknown keys {unknown}")
+    store = options.get("STORE")
+    if store is not None and (not isinstance(store, str) or "." not in store):
+        raise _fail("ATTACHMENTS", f"['STORE'] is {store!r}, not a dotted path")
+    limit = options.get("MAX_BYTES")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise _fail("ATTACHMENTS", f"['MAX_BYTES'] is {limit!r}, not a positive whole number")
+    return store, limit
+
+
 def parse_settings(raw: Any) -> MailparitySettings:
     """Validate a ``MAILPARITY`` value (a dict, or None for every default).
 
@@ -242,6 +259,7 @@ def parse_settings(raw: Any) -> MailparitySettings:
     if not isinstance(database, str) or (store == "django" and database not in databases):
         raise _fail("DATABASE", f"is {database!r}, which is not in settings.DATABASES")
     require_worker, heartbeat = _health(raw)
+    attachments = _attachments(raw)
     worker = _dict(raw, "WORKER")
     threads = worker.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -259,6 +277,8 @@ def parse_settings(raw: Any) -> MailparitySettings:
         require_worker=require_worker,
         heartbeat_max_age=heartbeat,
         connect=_connect(raw),
+        attachment_store=attachments[0],
+        attachment_max_bytes=attachments[1],
     )
 
 
@@ -314,6 +334,11 @@ def build_app(config: MailparitySettings | None = None, **overrides: Any) -> App
     if secrets is None and config.secrets is not None:
         secrets = _load("SECRETS", config.secrets)
     renewal = {"retention": config.retention, **config.renewal}
+    processor: dict[str, Any] = dict(config.processor)
+    if config.attachment_store is not None and "attachment_store" not in overrides:
+        processor["attachment_store"] = _load("ATTACHMENTS", config.attachment_store)
+    if config.attachment_max_bytes is not None:
+        processor["attachment_max_bytes"] = config.attachment_max_bytes
     try:
         return App(
             store,
@@ -321,7 +346,7 @@ def build_app(config: MailparitySettings | None = None, **overrides: Any) -> App
             secrets=secrets,
             push=config.push,
             renewal=renewal,
-            **{**config.processor, **overrides},
+            **{**processor, **overrides},
         )
     except TypeError as exc:  # not a publisher: name the setting
         raise ImproperlyConfigured(f"{SETTING}['PUBLISHER']: {exc}") from None
