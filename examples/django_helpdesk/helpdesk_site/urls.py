@@ -1,0 +1,14 @@
+"""The helpdesk's URLs: the admin, sign-in, mailparity's URLs under /mail/, the helpdesk."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Push endpoints, health checks and the web connect flow (see docs/django.md).
+    path("mail/", include("mailparity.contrib.django.urls")),
+    path("", include("helpdesk.urls")),
+]
