@@ -37,7 +37,15 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def mailbox_health(row: Mailbox) -> dict[str, Any]:
     """What the admin shows about ``row``'s health (no secret in it): ``subscription_expires``
-    (datetime or None), ``auth`` (a short text)."""
+    (datetime or None), ``auth`` (a short text). Read once per row (the columns share it)."""
+    cached: dict[str, Any] | None = getattr(row, "_mailparity_health", None)
+    if cached is None:
+        cached = _health_of(row)
+        row._mailparity_health = cached
+    return cached
+
+
+def _health_of(row: Mailbox) -> dict[str, Any]:
     try:
         config = provider_config_from_dict(json.loads(row.config))
     except Exception as exc:  # a row the current release cannot read: say so, show nothing

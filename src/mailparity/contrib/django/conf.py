@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -358,14 +359,23 @@ def build_web_connect(redirect_uri: str, config: MailparitySettings | None = Non
     names none (the URL of the callback route, from the request)."""
     from ...webconnect import WebConnect
 
+    global _connect_session
     config = config or mailparity_settings()
     app = get_app()
+    session = app.session
+    if session is None:
+        with _lock:
+            # One pooled session for the process's connect flows (each request builds its
+            # WebConnect: the redirect URI may come from the request).
+            if _connect_session is None:
+                _connect_session = requests.Session()
+            session = _connect_session
     return WebConnect(
         app.store,
         redirect_uri=config.connect.redirect_uri or redirect_uri,
         providers=config.connect.providers or None,
         secrets=app.secrets,
-        session=app.session,
+        session=session,
         clock=app.clock,
         state_ttl=config.connect.state_ttl,
         subscribe=config.connect.subscribe,
@@ -388,6 +398,7 @@ def connect_hook(name: str, config: MailparitySettings | None = None) -> Any:
 
 _lock = threading.Lock()
 _app: App | None = None
+_connect_session: requests.Session | None = None
 
 
 def get_app() -> App:
