@@ -112,9 +112,7 @@ def settings_for_fakes() -> Iterator[tuple[FakeGraph, FakeGmail]]:
     }
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         graph.register(mock)
-        gmail.register(mock)
-        # The fakes' sign-in pages are reached by plain requests (the "browser").
-        mock.add_passthru("http://testserver")
+        gmail.register(mock)  # the "browser" (requests.get) reaches the sign-in pages here too
         with override_settings(MAILPARITY=setting):
             conf.reset(conf.build_app(sleep=lambda seconds: None))
             try:
