@@ -22,6 +22,9 @@ provider. The spec says:
   ``find_provider_by_subscription``);
 * ``cli_connect`` / ``web_connect``: the sign-in flows (``mailparity connect <key>``; web
   connect is for host applications);
+* ``testing``: the provider's part of the testing kit (:class:`ProviderTestKit`: sample configs
+  for store contracts, connecting a mailbox of its fake, ...), so that ``mailparity.testing``
+  names no provider;
 * ``listener``: a long-running push listener (IMAP IDLE) for a provider whose pushes are not
   webhooks, or None. ``mailparity listen`` and ``Worker(listen=True)`` run one per provider that
   has one (see :class:`PushListener`).
@@ -46,6 +49,7 @@ __all__ = [
     "CliConnect",
     "ConnectContext",
     "ProviderSpec",
+    "ProviderTestKit",
     "PushListener",
     "RenewalRule",
     "WebAuthorization",
@@ -218,6 +222,55 @@ class PushListener(Protocol):
 
 
 @dataclass(frozen=True)
+class ProviderTestKit:
+    """A provider's part of the testing kit (a spec's ``testing``): what
+    :mod:`mailparity.testing` and store contract suites need from the provider, so that the
+    testing kit names no provider. It lives in the provider's package
+    (``providers/<name>/testing.py``) and is imported only by tests.
+
+    Attributes:
+        sample_config: ``sample_config(**overrides)``: a config with every kind of field set
+            (secrets, aware datetimes, the cursor), for store contract suites; each provider's
+            sample has its own provider id and mailbox.
+        cursor_values: two successive catch-up cursors (neither the sample's own), for the
+            compare-and-set contract; None for a provider without a cursor.
+        subscription_field: the config field holding the id pushes are routed by, or None.
+        coercions: ``{field: (given, stored)}``: values a store must validate on update (a
+            numeric string becomes a number, a naive datetime UTC, ...).
+        invalid_values: ``{field: value}``: values a store must refuse on update.
+        connect: ``connect(store, fake, mailbox=..., **options) -> config``: connect a mailbox
+            of the provider's fake in ``store`` (None without a fake that can).
+        fake: the fake's class (or its ``"module:Name"``), or None.
+        handler_options: ``handler_options(fake)``: the ``WebhookHandler`` options that make it
+            accept the fake's pushes (None when it needs none).
+        exports: public names of :mod:`mailparity.testing.connect` this kit provides
+            (``name -> "module:Name"``).
+    """
+
+    sample_config: Callable[..., ProviderConfigBase]
+    cursor_values: tuple[Any, Any] | None = None
+    subscription_field: str | None = None
+    coercions: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    invalid_values: Mapping[str, Any] = field(default_factory=dict)
+    connect: Callable[..., ProviderConfigBase] | None = None
+    fake: Any = None
+    handler_options: Callable[[Any], dict[str, Any]] | None = None
+    exports: Mapping[str, str] = field(default_factory=dict)
+
+    def fake_class(self) -> Any:
+        """The fake's class (imported on first use), or None."""
+        return None if self.fake is None else resolve(self.fake)
+
+    def export(self, name: str) -> Any:
+        """The object exported as ``name`` (imported on first use).
+
+        Raises:
+            KeyError: the kit exports no ``name``.
+        """
+        return resolve(self.exports[name])
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """Everything the core needs to know about one provider (see the module docstring)."""
 
@@ -243,6 +296,8 @@ class ProviderSpec:
     #: (:data:`mailparity.pushing.LIFECYCLE_EVENTS`), or its ``"module:Name"``: lets a
     #: ``lifecycle`` job stored under a provider's own name run. None for most providers.
     lifecycle_aliases: Mapping[str, str] | str | None = None
+    #: The provider's :class:`ProviderTestKit` (or its ``"module:Name"``), or None.
+    testing: Any = None
 
     def __post_init__(self) -> None:
         if not self.key or not self.key.isascii() or not self.key.replace("_", "").isalnum():
@@ -282,6 +337,13 @@ class ProviderSpec:
             return name
         aliases: Mapping[str, str] = resolve(self.lifecycle_aliases)
         return aliases.get(name, name)
+
+    def testing_kit(self) -> ProviderTestKit | None:
+        """The provider's testing kit (imported on first use), or None."""
+        if self.testing is None:
+            return None
+        kit: ProviderTestKit = resolve(self.testing)
+        return kit
 
     def renewal_settings(self) -> dict[str, timedelta]:
         """The renewal rule's default settings (empty without a rule)."""

@@ -263,8 +263,8 @@ class FakeGmail(ProviderFake):
         self.auth_uri = f"{root}/google/auth"
 
     def config_overrides(self) -> dict[str, str]:
-        """``GmailProviderConfig`` fields that point an adapter (and the web connect flow) at
-        this fake."""
+        """The Gmail config fields that point an adapter (and the web connect flow) at this
+        fake."""
         return {
             "gmail_base_url": self.base_url, "token_uri": self.token_uri, "auth_uri": self.auth_uri
         }

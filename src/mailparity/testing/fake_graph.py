@@ -382,7 +382,7 @@ class FakeGraph(ProviderFake):
         self.login_url = f"{root}/login"
 
     def config_overrides(self) -> dict[str, str]:
-        """``MicrosoftProviderConfig`` fields that point an adapter at this fake."""
+        """The Graph config fields that point an adapter at this fake."""
         return {"graph_base_url": self.base_url, "login_base_url": self.login_url}
 
     def _new_id(self, prefix: str, size: int = 24) -> str:

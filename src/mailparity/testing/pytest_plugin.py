@@ -38,7 +38,7 @@ import pytest
 if TYPE_CHECKING:
     import responses
 
-    from ..models import GmailProviderConfig, MicrosoftProviderConfig
+    from ..models import ProviderConfigBase
     from ..publishers import InMemoryPublisher
     from ..stores.memory import InMemoryStore
     from ..webhooks import WebhookHandler
@@ -115,7 +115,7 @@ def fake_gmail(mailparity_responses: responses.RequestsMock) -> FakeGmail:
 @pytest.fixture
 def microsoft_mailbox(
     mailparity_store: InMemoryStore, fake_graph: FakeGraph
-) -> MicrosoftProviderConfig:
+) -> ProviderConfigBase:
     """``support@contoso.test`` connected on ``fake_graph``, its subscription registered."""
     from .connect import connect_microsoft
 
@@ -123,7 +123,7 @@ def microsoft_mailbox(
 
 
 @pytest.fixture
-def google_mailbox(mailparity_store: InMemoryStore, fake_gmail: FakeGmail) -> GmailProviderConfig:
+def google_mailbox(mailparity_store: InMemoryStore, fake_gmail: FakeGmail) -> ProviderConfigBase:
     """``help@example.test`` connected on ``fake_gmail``, its watch registered."""
     from .connect import connect_google
 
@@ -139,13 +139,27 @@ def mailparity_handler(
     """A :class:`~mailparity.webhooks.WebhookHandler` on the store and publisher; Pub/Sub tokens
     are verified against ``fake_gmail``'s signer."""
     from ..webhooks import WebhookHandler
-    from .connect import PUSH_SERVICE_ACCOUNT, TEST_AUDIENCE
 
     return WebhookHandler(
         store=mailparity_store,
         publisher=mailparity_publisher,
-        google_audience=TEST_AUDIENCE,
-        google_service_accounts=[PUSH_SERVICE_ACCOUNT],
-        google_certs_url=fake_gmail.certs_url,
         sleep=_no_sleep,
+        **_handler_options(fake_gmail),
     )
+
+
+def _handler_options(*fakes: Any) -> dict[str, Any]:
+    """The ``WebhookHandler`` options the providers' testing kits give for these fakes (for
+    one: the Pub/Sub audience, service account and certificates of the fake's signer)."""
+    from ..providers import specs
+
+    options: dict[str, Any] = {}
+    for spec in specs():
+        kit = spec.testing_kit()
+        if kit is None or kit.handler_options is None or kit.fake is None:
+            continue
+        fake_class = kit.fake_class()
+        for fake in fakes:
+            if isinstance(fake, fake_class):
+                options.update(kit.handler_options(fake))
+    return options

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from ..models import GmailProviderConfig, Job, MicrosoftProviderConfig, OAuthTokens
+from ..models import Job, OAuthTokens
 from ..protocols import (
     CredentialStore,
     DedupeStore,
@@ -43,8 +43,12 @@ from ..protocols import (
     RetentionStore,
     StateStore,
 )
+from ..providers import get_spec, specs
+from ..providers.base import ProviderTestKit
+from ..providers.gmail.testing import sample_config as gmail_config
+from ..providers.graph.testing import sample_config as graph_config
 
-__all__ = ["StoreContract", "gmail_config", "graph_config", "tokens"]
+__all__ = ["StoreContract", "gmail_config", "graph_config", "provider_kits", "tokens"]
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -53,49 +57,15 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def graph_config(**overrides: Any) -> MicrosoftProviderConfig:
-    values: dict[str, Any] = {
-        "provider_id": "ms-1",
-        "tenant": "tenant-a",
-        "mailbox": "Support@Contoso.com",
-        "client_id": "client-id-ms",
-        "client_secret": SecretStr("ms-client-secret"),
-        "authority_tenant": "11111111-2222-3333-4444-555555555555",
-        "auth_mode": "application",
-        "folder": "inbox",
-        "webhook_notification_url": "https://example.com/hooks/ms",
-        "webhook_verification_token": SecretStr("client-state-value"),
-        "previous_webhook_verification_token": SecretStr("old-client-state"),
-        "previous_token_valid_until": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
-        "webhook_subscription_id": "sub-1",
-        "webhook_expires_at": datetime(2026, 1, 4, 10, 0, tzinfo=timezone(timedelta(hours=2))),
-        "processed_strategy": "category",
-        "delta_links": {"inbox": "https://graph.microsoft.com/v1.0/delta?token=abc"},
-        "scopes": ["Mail.Read", "offline_access"],
-    }
-    values.update(overrides)
-    return MicrosoftProviderConfig(**values)
-
-
-def gmail_config(**overrides: Any) -> GmailProviderConfig:
-    values: dict[str, Any] = {
-        "provider_id": "g-1",
-        "tenant": "tenant-b",
-        "mailbox": "Help@Example.org",
-        "client_id": "client-id-g",
-        "client_secret": SecretStr("g-client-secret"),
-        "auth_mode": "service_account",
-        "service_account_info": SecretStr('{"private_key": "-----BEGIN PRIVATE KEY-----"}'),
-        "project_id": "proj",
-        "pubsub_topic_name": "gmail-push",
-        "pubsub_subscription_name": "gmail-push-sub",
-        "label_filters": ["INBOX", "Label_7"],
-        "history_id": None,
-        "watch_expiration": datetime(2026, 1, 8, tzinfo=timezone.utc),
-        "last_processed_at": datetime(2025, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc),
-    }
-    values.update(overrides)
-    return GmailProviderConfig(**values)
+def provider_kits() -> list[tuple[str, ProviderTestKit]]:
+    """``(key, kit)`` of every registered provider whose spec has a testing kit, in registry
+    order (``graph_config`` / ``gmail_config`` above are two of these kits' sample configs)."""
+    kits = []
+    for spec in specs():
+        kit = spec.testing_kit()
+        if kit is not None:
+            kits.append((spec.key, kit))
+    return kits
 
 
 def tokens(access: str = "access-1", refresh: str | None = "refresh-1") -> OAuthTokens:
@@ -229,192 +199,250 @@ class StoreContract:
 
 
     # ------------------------------------------------------------------------------ providers
+    # Each registered provider with a testing kit (every built-in one) is checked with its kit's
+    # sample config: a store keeps any provider's config, not only the ones it was written for.
 
 
-    def test_microsoft_config_roundtrip(self, store: Any) -> None:
-        config = graph_config()
-        store.save_provider(config)
-        loaded = store.get_provider("ms-1")
-        assert isinstance(loaded, MicrosoftProviderConfig)
-        assert loaded == config
-        assert loaded.client_secret is not None
-        assert loaded.client_secret.get_secret_value() == "ms-client-secret"
-        assert loaded.webhook_verification_token is not None
-        assert loaded.webhook_verification_token.get_secret_value() == "client-state-value"
-        assert loaded.webhook_expires_at == datetime(2026, 1, 4, 8, 0, tzinfo=timezone.utc)
-        assert loaded.webhook_expires_at is not None
-        assert loaded.webhook_expires_at.utcoffset() is not None
-        assert loaded.previous_token_valid_until == config.previous_token_valid_until
-        assert loaded.delta_links == config.delta_links
-
-
-    def test_gmail_config_roundtrip(self, store: Any) -> None:
-        config = gmail_config(history_id=987654321012)
-        store.save_provider(config)
-        loaded = store.get_provider("g-1")
-        assert isinstance(loaded, GmailProviderConfig)
-        assert loaded == config
-        assert loaded.history_id == 987654321012
-        assert loaded.service_account_info is not None
-        assert "PRIVATE KEY" in loaded.service_account_info.get_secret_value()
-        assert loaded.watch_expiration == datetime(2026, 1, 8, tzinfo=timezone.utc)
-        assert loaded.last_processed_at is not None
-        assert loaded.last_processed_at.tzinfo is not None
-        assert loaded.label_filters == ["INBOX", "Label_7"]
+    def test_every_providers_config_roundtrips(self, store: Any) -> None:
+        kits = provider_kits()
+        assert kits, "no registered provider has a testing kit"
+        for key, kit in kits:
+            config = kit.sample_config()
+            store.save_provider(config)
+            loaded = store.get_provider(config.provider_id)
+            assert type(loaded) is type(config), key
+            assert loaded == config, key
+            assert loaded.provider == key
+            for name in type(config).model_fields:
+                original, kept = getattr(config, name), getattr(loaded, name)
+                if isinstance(original, SecretStr):
+                    assert isinstance(kept, SecretStr), (key, name)
+                    assert kept.get_secret_value() == original.get_secret_value(), (key, name)
+                elif isinstance(original, datetime):
+                    # The same instant (a sample gives one in another zone than UTC), aware.
+                    assert kept == original, (key, name)
+                    assert kept.utcoffset() is not None, (key, name)
+            spec = get_spec(key)
+            if kit.cursor_values is not None and spec.cursor_field is not None:
+                moved = kit.sample_config(**{spec.cursor_field: kit.cursor_values[1]})
+                store.save_provider(moved)
+                kept_cursor = getattr(store.get_provider(config.provider_id), spec.cursor_field)
+                assert kept_cursor == kit.cursor_values[1], key
 
 
     def test_configs_are_stored_and_returned_as_copies(self, store: Any) -> None:
-        config = graph_config()
-        store.save_provider(config)
-        config.mailbox = "changed@contoso.com"
-        config.delta_links["inbox"] = "changed"
-        loaded = store.get_provider("ms-1")
-        assert loaded is not None
-        assert loaded.mailbox == "Support@Contoso.com"
-        assert loaded.delta_links["inbox"].endswith("token=abc")
-        loaded.tenant = "other"
-        again = store.get_provider("ms-1")
-        assert again is not None
-        assert again.tenant == "tenant-a"
+        for key, kit in provider_kits():
+            config = kit.sample_config()
+            snapshot = config.model_copy(deep=True)
+            store.save_provider(config)
+            config.mailbox = "changed@example.com"
+            for name in type(config).model_fields:
+                value = getattr(config, name)
+                if isinstance(value, dict):
+                    value["changed"] = "changed"
+                elif isinstance(value, list):
+                    value.append("changed")
+            loaded = store.get_provider(config.provider_id)
+            assert loaded == snapshot, key
+            loaded.tenant = "other"
+            again = store.get_provider(config.provider_id)
+            assert again == snapshot, key
 
 
     def test_missing_provider_lookups_return_none(self, store: Any) -> None:
         assert store.get_provider("nope") is None
         assert store.find_provider_by_subscription("nope") is None
-        assert store.find_provider_by_mailbox("microsoft", "nobody@example.com") is None
+        for key, _kit in provider_kits():
+            assert store.find_provider_by_mailbox(key, "nobody@example.com") is None
         assert store.list_providers() == []
 
 
     def test_find_provider_by_mailbox_is_case_insensitive_and_per_provider(
         self, store: Any
     ) -> None:
-        store.save_provider(graph_config())
-        store.save_provider(gmail_config())
-        found = store.find_provider_by_mailbox("microsoft", "support@CONTOSO.com")
-        assert found is not None
-        assert found.provider_id == "ms-1"
-        found = store.find_provider_by_mailbox("google", "HELP@example.ORG")
-        assert found is not None
-        assert found.provider_id == "g-1"
-        assert store.find_provider_by_mailbox("google", "support@contoso.com") is None
-        assert store.find_provider_by_mailbox("microsoft", "help@example.org") is None
+        configs = [kit.sample_config() for _key, kit in provider_kits()]
+        assert len({c.mailbox.lower() for c in configs}) == len(configs)
+        for config in configs:
+            store.save_provider(config)
+        for config in configs:
+            found = store.find_provider_by_mailbox(config.provider, config.mailbox.swapcase())
+            assert found is not None, config.provider
+            assert found.provider_id == config.provider_id
+            for other in configs:
+                if other.provider != config.provider:
+                    assert store.find_provider_by_mailbox(other.provider, config.mailbox) is None
 
 
     def test_find_provider_by_subscription_follows_updates(self, store: Any) -> None:
-        store.save_provider(graph_config())
-        store.save_provider(graph_config(provider_id="ms-2", mailbox="b@contoso.com",
-                                         webhook_subscription_id="sub-2"))
-        store.save_provider(gmail_config())
+        subscribed = [(k, kit) for k, kit in provider_kits() if kit.subscription_field]
+        if not subscribed:
+            pytest.skip("no registered provider's kit has a subscription")
+        _key, kit = subscribed[0]
+        field = kit.subscription_field
+        assert field is not None
+        first = kit.sample_config(provider_id="s-1", **{field: "sub-1"})
+        second = kit.sample_config(provider_id="s-2", mailbox="b@example.com", **{field: "sub-2"})
+        store.save_provider(first)
+        store.save_provider(second)
+        for _other_key, other_kit in provider_kits():
+            if other_kit is not kit:
+                store.save_provider(other_kit.sample_config())
         found = store.find_provider_by_subscription("sub-2")
         assert found is not None
-        assert found.provider_id == "ms-2"
-        store.update_provider("ms-1", {"webhook_subscription_id": "sub-renewed"})
+        assert found.provider_id == "s-2"
+        store.update_provider("s-1", {field: "sub-renewed"})
         assert store.find_provider_by_subscription("sub-1") is None
         renewed = store.find_provider_by_subscription("sub-renewed")
         assert renewed is not None
-        assert renewed.provider_id == "ms-1"
-        store.save_provider(graph_config(provider_id="ms-2", mailbox="b@contoso.com",
-                                         webhook_subscription_id=None))
+        assert renewed.provider_id == "s-1"
+        store.save_provider(second.model_copy(update={field: None}))
         assert store.find_provider_by_subscription("sub-2") is None
 
 
     def test_save_provider_replaces_and_list_providers_is_sorted(self, store: Any) -> None:
-        store.save_provider(gmail_config())
-        store.save_provider(graph_config())
-        store.save_provider(graph_config(mailbox="new@contoso.com"))
+        configs = [kit.sample_config() for _key, kit in provider_kits()]
+        for config in reversed(configs):
+            store.save_provider(config)
+        first = configs[0]
+        store.save_provider(first.model_copy(update={"mailbox": "new@example.com"}))
         listed = store.list_providers()
-        assert [c.provider_id for c in listed] == ["g-1", "ms-1"]
-        assert listed[1].mailbox == "new@contoso.com"
-        assert store.find_provider_by_mailbox("microsoft", "support@contoso.com") is None
-        assert store.find_provider_by_mailbox("microsoft", "NEW@contoso.com") is not None
+        assert [c.provider_id for c in listed] == sorted(c.provider_id for c in configs)
+        replaced = next(c for c in listed if c.provider_id == first.provider_id)
+        assert replaced.mailbox == "new@example.com"
+        assert store.find_provider_by_mailbox(first.provider, first.mailbox) is None
+        assert store.find_provider_by_mailbox(first.provider, "NEW@example.com") is not None
 
 
     def test_update_provider_sets_fields_atomically(self, store: Any) -> None:
-        store.save_provider(graph_config())
-        expires = datetime(2026, 1, 5, tzinfo=timezone.utc)
-        updated = store.update_provider(
-            "ms-1",
-            {
-                "webhook_expires_at": expires,
-                "webhook_verification_token": "rotated-state",  # plain str becomes SecretStr
-                "delta_links": {"inbox": "L2"},
-            },
-        )
-        assert updated.webhook_expires_at == expires
-        assert isinstance(updated.webhook_verification_token, SecretStr)
-        assert updated.webhook_verification_token.get_secret_value() == "rotated-state"
-        loaded = store.get_provider("ms-1")
-        assert loaded == updated
-        assert loaded.client_secret.get_secret_value() == "ms-client-secret"
-        assert loaded.webhook_subscription_id == "sub-1"
+        for key, kit in provider_kits():
+            config = kit.sample_config()
+            store.save_provider(config)
+            changes: dict[str, Any] = {
+                "client_secret": "rotated-secret",  # a plain str becomes a SecretStr
+                "needs_consent": True,
+                "auth_error_code": "invalid_grant",
+            }
+            spec = get_spec(key)
+            if kit.cursor_values is not None and spec.cursor_field is not None:
+                changes[spec.cursor_field] = kit.cursor_values[0]
+            updated = store.update_provider(config.provider_id, changes)
+            assert isinstance(updated.client_secret, SecretStr), key
+            assert updated.client_secret.get_secret_value() == "rotated-secret"
+            assert updated.needs_consent is True
+            if spec.cursor_field is not None and spec.cursor_field in changes:
+                assert getattr(updated, spec.cursor_field) == changes[spec.cursor_field]
+            loaded = store.get_provider(config.provider_id)
+            assert loaded == updated, key
+            # Every other field is what was saved.
+            untouched = set(type(config).model_fields) - set(changes)
+            for name in untouched:
+                assert getattr(loaded, name) == getattr(config, name), (key, name)
 
 
     def test_update_provider_validates_values(self, store: Any) -> None:
-        store.save_provider(gmail_config())
-        updated = store.update_provider("g-1", {"history_id": "1234"})
-        assert updated.history_id == 1234
-        naive = store.update_provider("g-1", {"watch_expiration": datetime(2026, 2, 1)})
-        assert naive.watch_expiration == datetime(2026, 2, 1, tzinfo=timezone.utc)
+        for key, kit in provider_kits():
+            config = kit.sample_config()
+            store.save_provider(config)
+            paused = store.update_provider(config.provider_id, {"active": "false"})
+            assert paused.active is False, key
+            for name, (given, expected) in kit.coercions.items():
+                updated = store.update_provider(config.provider_id, {name: given})
+                assert getattr(updated, name) == expected, (key, name)
+                assert getattr(store.get_provider(config.provider_id), name) == expected
 
 
     def test_update_provider_rejects_bad_changes(self, store: Any) -> None:
-        store.save_provider(gmail_config())
-        with pytest.raises(KeyError):
-            store.update_provider("missing", {"history_id": 1})
-        with pytest.raises(ValueError, match="unknown config fields"):
-            store.update_provider("g-1", {"no_such_field": 1})
-        with pytest.raises(ValueError, match="provider_id"):
-            store.update_provider("g-1", {"provider_id": "g-2"})
-        with pytest.raises(ValidationError):
-            store.update_provider("g-1", {"history_id": "not-a-number"})
-        loaded = store.get_provider("g-1")
-        assert loaded == gmail_config()
+        for key, kit in provider_kits():
+            config = kit.sample_config()
+            store.save_provider(config)
+            with pytest.raises(KeyError):
+                store.update_provider("missing", {"tenant": "x"})
+            with pytest.raises(ValueError, match="unknown config fields"):
+                store.update_provider(config.provider_id, {"no_such_field": 1})
+            with pytest.raises(ValueError, match="provider_id"):
+                store.update_provider(config.provider_id, {"provider_id": "other-id"})
+            bad: dict[str, Any] = {"active": "not-a-bool", **kit.invalid_values}
+            for name, value in bad.items():
+                with pytest.raises(ValidationError):
+                    store.update_provider(config.provider_id, {name: value})
+            assert store.get_provider(config.provider_id) == config, key
 
 
     def test_delete_provider_removes_its_state_only(self, store: Any) -> None:
-        for config in (graph_config(), gmail_config()):
+        configs = [kit.sample_config() for _key, kit in provider_kits()]
+        assert len(configs) >= 2, "needs two registered providers with a testing kit"
+        for config in configs:
             store.save_provider(config)
             store.save_tokens(config.provider_id, tokens())
             store.set_meta(config.provider_id, "last_push", "x")
             store.enqueue_job(job(f"j-{config.provider_id}", provider_id=config.provider_id))
             store.mark_published(config.provider_id, ["id:m"], complete=True, event_id="e",
                                  at=at(0))
-        store.delete_provider("ms-1")
-        assert store.get_provider("ms-1") is None
-        assert store.find_provider_by_subscription("sub-1") is None
-        assert store.load_tokens("ms-1") is None
-        assert store.get_meta("ms-1", "last_push") is None
-        assert store.list_jobs(provider_id="ms-1") == []
-        assert store.published_state("ms-1", "id:m") is None
-        assert store.get_provider("g-1") is not None
-        assert store.load_tokens("g-1") is not None
-        assert store.get_meta("g-1", "last_push") == "x"
-        assert [j.id for j in store.list_jobs(provider_id="g-1")] == ["j-g-1"]
-        assert store.published_state("g-1", "id:m") == "complete"
-        store.delete_provider("ms-1")  # deleting again is harmless
+        gone, kept = configs[0], configs[1:]
+        subscription = get_spec(gone.provider).subscription_id(gone)
+        store.delete_provider(gone.provider_id)
+        pid = gone.provider_id
+        assert store.get_provider(pid) is None
+        if subscription is not None:
+            assert store.find_provider_by_subscription(subscription) is None
+        assert store.load_tokens(pid) is None
+        assert store.get_meta(pid, "last_push") is None
+        assert store.list_jobs(provider_id=pid) == []
+        assert store.published_state(pid, "id:m") is None
+        for config in kept:
+            other = config.provider_id
+            assert store.get_provider(other) is not None
+            assert store.load_tokens(other) is not None
+            assert store.get_meta(other, "last_push") == "x"
+            assert [j.id for j in store.list_jobs(provider_id=other)] == [f"j-{other}"]
+            assert store.published_state(other, "id:m") == "complete"
+        store.delete_provider(pid)  # deleting again is harmless
 
 
     def test_compare_and_set_cursor(self, store: Any) -> None:
-        store.save_provider(gmail_config())
-        assert store.compare_and_set_cursor("g-1", 5, 10) is False
-        assert store.compare_and_set_cursor("g-1", None, 100) is True
-        assert store.get_provider("g-1").history_id == 100
-        assert store.compare_and_set_cursor("g-1", None, 200) is False
-        assert store.compare_and_set_cursor("g-1", 100, 150) is True
-        assert store.get_provider("g-1").history_id == 150
+        checked = 0
+        for key, kit in provider_kits():
+            spec = get_spec(key)
+            if kit.cursor_values is None or spec.cursor_field is None:
+                continue
+            checked += 1
+            field = spec.cursor_field
+            config = kit.sample_config()
+            pid = config.provider_id
+            store.save_provider(config)
+            start = getattr(config, field)
+            first, second = kit.cursor_values
+            assert store.compare_and_set_cursor(pid, second, first) is False, key
+            assert getattr(store.get_provider(pid), field) == start
+            assert store.compare_and_set_cursor(pid, start, first) is True, key
+            assert getattr(store.get_provider(pid), field) == first
+            assert store.compare_and_set_cursor(pid, start, second) is False, key
+            assert store.compare_and_set_cursor(pid, first, second) is True, key
+            assert getattr(store.get_provider(pid), field) == second
+            # The rest of the config is untouched by the cursor move.
+            moved = store.get_provider(pid)
+            assert moved == config.model_copy(update={field: second}), key
+        assert checked, "no registered provider's kit has cursor values"
         assert store.compare_and_set_cursor("missing", None, 1) is False
-        # The rest of the config is untouched by the cursor move.
-        assert store.get_provider("g-1").client_secret.get_secret_value() == "g-client-secret"
 
 
-    def test_compare_and_set_cursor_of_a_mapping_cursor(self, store: Any) -> None:
-        store.save_provider(graph_config())
-        links = dict(graph_config().delta_links)
-        moved = {"inbox": "https://graph.microsoft.com/v1.0/delta?token=def"}
-        assert store.compare_and_set_cursor("ms-1", {"inbox": "other"}, moved) is False
-        assert store.compare_and_set_cursor("ms-1", links, moved) is True
-        assert store.get_provider("ms-1").delta_links == moved
-        assert store.get_provider("ms-1").webhook_subscription_id == "sub-1"
+    def test_compare_and_set_cursor_from_no_cursor(self, store: Any) -> None:
+        for key, kit in provider_kits():
+            spec = get_spec(key)
+            if kit.cursor_values is None or spec.cursor_field is None:
+                continue
+            field = spec.cursor_field
+            try:
+                config = kit.sample_config(**{field: None})
+            except ValidationError:
+                continue  # this provider's cursor is never None (an empty mapping, say)
+            pid = config.provider_id
+            store.save_provider(config)
+            first, second = kit.cursor_values
+            assert store.compare_and_set_cursor(pid, first, second) is False, key
+            assert store.compare_and_set_cursor(pid, None, first) is True, key
+            assert store.compare_and_set_cursor(pid, None, second) is False, key
+            assert getattr(store.get_provider(pid), field) == first
 
 
     # ------------------------------------------------------------------------------ dedupe

@@ -25,6 +25,7 @@ __all__ = ["SPEC", "GmailAdapter", "GmailProviderConfig"]
 #: The registry entry of Gmail / Google Workspace (key ``"google"``).
 SPEC = ProviderSpec(
     key="google",
+    testing="mailparity.providers.gmail.testing:KIT",
     title="Gmail / Google Workspace (browser sign-in on a loopback redirect)",
     config_model=GmailProviderConfig,
     adapter="mailparity.providers.gmail.adapter:GmailAdapter",

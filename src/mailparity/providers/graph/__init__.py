@@ -25,6 +25,7 @@ __all__ = ["SPEC", "MicrosoftGraphAdapter", "MicrosoftProviderConfig"]
 #: The registry entry of Microsoft 365 (key ``"microsoft"``).
 SPEC = ProviderSpec(
     key="microsoft",
+    testing="mailparity.providers.graph.testing:KIT",
     title="Microsoft 365 (device-code sign-in)",
     config_model=MicrosoftProviderConfig,
     adapter="mailparity.providers.graph.adapter:MicrosoftGraphAdapter",

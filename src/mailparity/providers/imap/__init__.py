@@ -21,6 +21,7 @@ __all__ = ["SPEC", "ImapAdapter", "ImapProviderConfig"]
 #: from the IDLE listener (``mailparity listen``); the catch-up cursor is ``imap_cursor``.
 SPEC = ProviderSpec(
     key="imap",
+    testing="mailparity.providers.imap.testing:KIT",
     title="IMAP (password or XOAUTH2; IDLE push)",
     config_model=ImapProviderConfig,
     adapter="mailparity.providers.imap.adapter:ImapAdapter",
