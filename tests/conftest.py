@@ -88,3 +88,16 @@ def otel() -> Iterator[Any]:
     from telemetry_support import recording
 
     yield from recording()
+
+
+@pytest.fixture(params=["microsoft", "fake"])
+def provider_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A provider kind the provider-generic suites run over: a built-in provider, and the third,
+    test-only provider of ``third_provider.py`` (registered for the test's duration)."""
+    from third_provider import KEY, registered
+
+    if request.param != KEY:
+        yield request.param
+        return
+    with registered():
+        yield request.param

@@ -79,6 +79,8 @@ class FakeMailbox:
         self.in_flight = 0
         self.max_concurrent = 0
         self.adapters_built = 0
+        #: Whether its adapters have ``reauthorize_subscription`` (Graph's do).
+        self.reauthorize = config.provider == "microsoft"
         self._lock = threading.Lock()
 
     def add(self, message_id: str, *, rfc_id: str | None = None) -> EmailMessage:
@@ -200,6 +202,6 @@ class FakeAdapterFactory:
         box = self.boxes[config.provider_id]
         box.adapters_built += 1
         self.built += 1
-        if config.provider == "microsoft" and self.graph_reauthorize:
+        if box.reauthorize and self.graph_reauthorize:
             return FakeGraphAdapter(config, mailbox=box, **kwargs)
         return FakeAdapter(config, mailbox=box, **kwargs)

@@ -1,7 +1,15 @@
 """The ``mailparity`` command line: argument parsing of every subcommand, providers list / show /
 remove on a SqliteStore, test / subscribe / renew / sync with the real adapters over
 ``responses``, events tail, user errors, --verbose, connect (msal and InstalledAppFlow faked),
-and the wiring of the long-running serve / worker. No network, no real sleeps."""
+and the wiring of the long-running serve / worker. No network, no real sleeps.
+
+The provider-generic commands (providers list / show / remove, renew, sync) run over Microsoft
+Graph (its real adapter over ``responses``) and over the third, test-only provider of
+``third_provider.py`` (its fake mailboxes), which the CLI knows only through the registry: the
+``Kind`` driver says what each one is asked and answers. Provider-specific on purpose: secret
+masking of each provider's own secret fields, ``test`` and ``subscribe`` (their HTTP calls and
+answers are the point), ``connect microsoft|google`` (each provider's sign-in flow), and the
+parsing table."""
 
 from __future__ import annotations
 
@@ -17,8 +25,10 @@ import pytest
 import responses
 from pydantic import SecretStr
 
+from fake_adapter import FakeMailbox
 from mailparity import cli
 from mailparity.cli import build_parser, main
+from mailparity.errors import PermissionDeniedError, SubscriptionError
 from mailparity.models import (
     EmailAddress,
     EmailMessage,
@@ -28,8 +38,10 @@ from mailparity.models import (
     MicrosoftProviderConfig,
     OAuthTokens,
 )
+from mailparity.providers import spec_for
 from mailparity.publishers import JsonlFilePublisher
 from mailparity.stores.sqlite import SqliteStore
+from third_provider import BOXES, make_config
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 GMAIL = "https://gmail.googleapis.com/gmail/v1/users/me"
@@ -109,6 +121,97 @@ def gmail_config(pid: str = "g", **overrides: Any) -> GmailProviderConfig:
     }
     data.update(overrides)
     return GmailProviderConfig(**data)
+
+
+class Kind:
+    """The provider a generic CLI test runs over: Graph (its real adapter, answered through
+    ``responses``) or the third provider (the fake mailboxes of ``third_provider.BOXES``)."""
+
+    def __init__(self, kind: str, rsps: Any) -> None:
+        self.kind = kind
+        self.rsps = rsps
+
+    @property
+    def graph(self) -> bool:
+        return self.kind == "microsoft"
+
+    def config(self, pid: str = "ms", *, subscription: str | None = None,
+               expires: datetime | None = None, **fields: Any) -> Any:
+        if self.graph:
+            return graph_config(pid, webhook_subscription_id=subscription,
+                                webhook_expires_at=expires, **fields)
+        fields.setdefault("mailbox", MAILBOX)
+        config = make_config(self.kind, pid, subscription_id=subscription, expires_at=expires,
+                             client_id="client-1", client_secret=SecretStr(CLIENT_SECRET),
+                             **fields)
+        BOXES[pid] = FakeMailbox(config)  # type: ignore[arg-type]
+        return config
+
+    def box(self, pid: str) -> FakeMailbox:
+        return BOXES[pid]
+
+    def expect_delete(self, pid: str, subscription: str, *, refused: bool = False) -> None:
+        if self.graph:
+            if refused:
+                self.rsps.delete(f"{GRAPH}/subscriptions/{subscription}", status=403, json={
+                    "error": {"code": "Forbidden", "message": "Access denied"}})
+            else:
+                self.rsps.delete(f"{GRAPH}/subscriptions/{subscription}", status=204)
+        elif refused:
+            self.box(pid).fail("delete", "*", PermissionDeniedError("Access denied", status=403))
+
+    def calls(self, pid: str) -> int:
+        """Provider calls made for ``pid`` (HTTP requests, or fake mailbox calls)."""
+        if self.graph:
+            return len(self.rsps.calls)
+        return sum(self.box(pid).calls.values())
+
+    def expect_renew(self, subscription: str) -> None:
+        if self.graph:
+            self.rsps.patch(f"{GRAPH}/subscriptions/{subscription}", json={
+                "id": subscription, "expirationDateTime": "2030-01-03T22:00:00Z"})
+
+    def refuse_create(self, pid: str) -> None:
+        if self.graph:
+            self.rsps.post(f"{GRAPH}/subscriptions", status=400, json={"error": {
+                "code": "InvalidRequest", "message": "Subscription validation request failed."}})
+        else:
+            self.box(pid).fail("register", "*", SubscriptionError("validation failed"))
+
+    def new_message(self, pid: str, message_id: str) -> Any:
+        """A message waiting for the next catch-up; returns the cursor after it."""
+        if self.graph:
+            old_link = f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=old"
+            new_link = f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=new"
+            self.rsps.get(old_link, json={"value": [{"id": message_id, "receivedDateTime":
+                                                     "2030-01-01T10:00:00Z"}],
+                                          "@odata.deltaLink": new_link})
+            self.rsps.get(f"{GRAPH}/me/messages/{message_id}", json=_graph_message(message_id))
+            return {"inbox": new_link}
+        box = self.box(pid)
+        box.add(message_id)
+        box.changes, box.next_cursor = [message_id], 7
+        return 7
+
+    def refuse_catch_up(self, pid: str) -> None:
+        if self.graph:
+            self.rsps.get(f"{GRAPH}/me/mailFolders/inbox/messages/delta", status=403,
+                          json={"error": {"code": "ErrorAccessDenied",
+                                          "message": "Access is denied."}})
+        else:
+            self.box(pid).fail_always(
+                "fetch_changes", "*", PermissionDeniedError("Access is denied.", status=403))
+
+
+@pytest.fixture
+def kind(provider_kind: str, rsps: Any) -> Kind:
+    return Kind(provider_kind, rsps)
+
+
+def cursor_of(config: Any) -> Any:
+    field = spec_for(config).cursor_field
+    assert field is not None
+    return getattr(config, field)
 
 
 def assert_user_error(code: int, out: str, err: str, *, expected_code: int = 2,
@@ -221,11 +324,11 @@ def test_store_and_events_default_from_the_environment(monkeypatch: pytest.Monke
 # ---------------------------------------------------------------------------- providers
 
 
-def test_providers_list(run: Cli) -> None:
+def test_providers_list(run: Cli, kind: Kind) -> None:
     code, out, _ = run("providers", "list")
     assert code == 0
     assert "no providers" in out
-    run.add(graph_config("ms-a"))
+    run.add(kind.config("ms-a"))
     run.add(gmail_config("g-b", needs_consent=True))
     run.add(gmail_config("g-c", active=False, mailbox="other@example.com"))
     code, out, err = run("providers", "list")
@@ -235,7 +338,7 @@ def test_providers_list(run: Cli) -> None:
     assert rows[0].split()[:2] == ["PROVIDER", "ID"]
     by_id = {line.split()[0]: line for line in rows[1:]}
     assert set(by_id) == {"ms-a", "g-b", "g-c"}
-    assert "microsoft" in by_id["ms-a"]
+    assert kind.kind in by_id["ms-a"].split()
     assert MAILBOX in by_id["ms-a"]
     assert by_id["ms-a"].rstrip().endswith("active")
     assert by_id["g-b"].rstrip().endswith("needs consent")
@@ -263,41 +366,43 @@ def test_providers_show_masks_every_secret(run: Cli) -> None:
     assert all(secret not in out for secret in SECRETS)
 
 
-def test_providers_show_without_tokens(run: Cli) -> None:
+def test_providers_show_without_tokens(run: Cli, kind: Kind) -> None:
     with run.store() as store:
-        store.save_provider(gmail_config())
-    code, out, _ = run("providers", "show", "g")
+        store.save_provider(kind.config("p"))
+    code, out, _ = run("providers", "show", "p")
     assert code == 0
-    assert json.loads(out)["tokens"] is None
+    data = json.loads(out)
+    assert data["tokens"] is None
+    assert (data["provider"], data["client_secret"]) == (kind.kind, "**********")
+    assert CLIENT_SECRET not in out
 
 
-def test_providers_remove_deletes_the_subscription(run: Cli, rsps: Any) -> None:
-    run.add(graph_config(webhook_subscription_id="sub-1"))
-    rsps.delete(f"{GRAPH}/subscriptions/sub-1", status=204)
+def test_providers_remove_deletes_the_subscription(run: Cli, kind: Kind) -> None:
+    run.add(kind.config(subscription="sub-1"))
+    kind.expect_delete("ms", "sub-1")
     code, out, err = run("providers", "remove", "ms")
     assert code == 0
     assert "removed ms" in out
     assert err == ""
-    assert len(rsps.calls) == 1
+    assert kind.calls("ms") == 1
     with run.store() as store:
         assert store.get_provider("ms") is None
         assert store.load_tokens("ms") is None
 
 
-def test_providers_remove_keep_subscription_makes_no_call(run: Cli, rsps: Any) -> None:
-    run.add(graph_config(webhook_subscription_id="sub-1"))
+def test_providers_remove_keep_subscription_makes_no_call(run: Cli, kind: Kind) -> None:
+    run.add(kind.config(subscription="sub-1"))
     code, out, _ = run("providers", "remove", "ms", "--keep-subscription")
     assert code == 0
     assert "removed ms" in out
-    assert len(rsps.calls) == 0
+    assert kind.calls("ms") == 0
 
 
 def test_providers_remove_warns_when_the_subscription_cannot_be_deleted(
-    run: Cli, rsps: Any
+    run: Cli, kind: Kind
 ) -> None:
-    run.add(graph_config(webhook_subscription_id="sub-1"))
-    rsps.delete(f"{GRAPH}/subscriptions/sub-1", status=403,
-                json={"error": {"code": "Forbidden", "message": "Access denied"}})
+    run.add(kind.config(subscription="sub-1"))
+    kind.expect_delete("ms", "sub-1", refused=True)
     code, out, err = run("providers", "remove", "ms")
     assert code == 0
     assert "removed ms" in out
@@ -389,40 +494,43 @@ def test_verbose_shows_the_details(run: Cli, rsps: Any) -> None:
 # ---------------------------------------------------------------------------- renew / sync
 
 
-def test_renew_one_provider(run: Cli, rsps: Any) -> None:
-    run.add(graph_config(webhook_subscription_id="sub-1",
-                         webhook_expires_at=datetime.now(timezone.utc) + timedelta(hours=1)))
-    rsps.patch(f"{GRAPH}/subscriptions/sub-1",
-               json={"id": "sub-1", "expirationDateTime": "2030-01-03T22:00:00Z"})
+def test_renew_one_provider(run: Cli, kind: Kind) -> None:
+    now = datetime.now(timezone.utc)
+    run.add(kind.config(subscription="sub-1", expires=now + timedelta(hours=1)))
+    kind.expect_renew("sub-1")
     code, out, _ = run("renew", "ms")
     assert code == 0
     assert "renewed: id=sub-1" in out
-    assert "2030-01-03T22:00:00" in out
     with run.store() as store:
-        assert store.get_provider("ms").webhook_expires_at == datetime(
-            2030, 1, 3, 22, tzinfo=timezone.utc)
+        _, expires = spec_for(kind.config()).renewal.state(store.get_provider("ms"))
+    assert expires is not None
+    if kind.graph:
+        assert "2030-01-03T22:00:00" in out
+        assert expires == datetime(2030, 1, 3, 22, tzinfo=timezone.utc)
+    else:
+        assert expires > now + timedelta(days=1)  # the fake's subscriptions live two days
 
 
-def test_renew_sweep_over_all_providers(run: Cli, rsps: Any) -> None:
+def test_renew_sweep_over_all_providers(run: Cli, kind: Kind) -> None:
     now = datetime.now(timezone.utc)
-    run.add(graph_config("due", webhook_subscription_id="sub-due",
-                         webhook_expires_at=now + timedelta(hours=2)))
-    run.add(graph_config("fresh", webhook_subscription_id="sub-fresh",
-                         webhook_expires_at=now + timedelta(days=2)))
-    rsps.patch(f"{GRAPH}/subscriptions/sub-due",
-               json={"id": "sub-due", "expirationDateTime": "2030-01-03T22:00:00Z"})
+    # Within every provider's renewal window, and outside of it.
+    run.add(kind.config("due", subscription="sub-due", expires=now + timedelta(minutes=30)))
+    run.add(kind.config("fresh", subscription="sub-fresh", expires=now + timedelta(days=2)))
+    kind.expect_renew("sub-due")
     code, out, _ = run("renew")
     assert code == 0
     assert "renewed=1" in out
     assert "skipped=1" in out
     assert "failed=0" in out
-    assert len(rsps.calls) == 1
+    if kind.graph:
+        assert kind.calls("due") == 1
+    else:
+        assert (kind.box("due").count("renew"), kind.box("fresh").count("renew")) == (1, 0)
 
 
-def test_renew_sweep_exits_1_when_a_renewal_failed(run: Cli, rsps: Any) -> None:
-    run.add(graph_config())
-    rsps.post(f"{GRAPH}/subscriptions", status=400, json={"error": {
-        "code": "InvalidRequest", "message": "Subscription validation request failed."}})
+def test_renew_sweep_exits_1_when_a_renewal_failed(run: Cli, kind: Kind) -> None:
+    run.add(kind.config())
+    kind.refuse_create("ms")
     code, out, _ = run("renew")
     assert code == 1
     assert "failed=1" in out
@@ -440,23 +548,21 @@ def _graph_message(message_id: str) -> dict[str, Any]:
     }
 
 
-def test_sync_publishes_new_messages_to_the_events_file(run: Cli, rsps: Any) -> None:
+def test_sync_publishes_new_messages_to_the_events_file(run: Cli, kind: Kind) -> None:
     old_link = f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=old"
-    new_link = f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=new"
-    run.add(graph_config(delta_links={"inbox": old_link}))
-    rsps.get(old_link, json={"value": [{"id": "AAMk1=", "receivedDateTime":
-                                        "2030-01-01T10:00:00Z"}],
-                             "@odata.deltaLink": new_link})
-    rsps.get(f"{GRAPH}/me/messages/AAMk1=", json=_graph_message("AAMk1="))
+    run.add(kind.config(delta_links={"inbox": old_link}) if kind.graph else kind.config())
+    cursor = kind.new_message("ms", "AAMk1=")
     code, _, err = run("sync", "ms")
     assert code == 0, err
     assert err.splitlines()[-1] == "sync: 1/1 messages (1 published)"
     assert "\r" not in err  # not a terminal: plain lines
     events = JsonlFilePublisher.read(run.events)
-    assert [(e["eventType"], e["emailData"]["id"], e["emailData"]["subject"]) for e in events] == [
-        ("INBOUND_EMAIL_RECEIVED", "AAMk1=", "Printer")]
+    assert [(e["eventType"], e["emailData"]["provider"], e["emailData"]["id"])
+            for e in events] == [("INBOUND_EMAIL_RECEIVED", kind.kind, "AAMk1=")]
+    if kind.graph:
+        assert events[0]["emailData"]["subject"] == "Printer"
     with run.store() as store:
-        assert store.get_provider("ms").delta_links == {"inbox": new_link}
+        assert cursor_of(store.get_provider("ms")) == cursor
 
 
 def test_sync_every_provider_takes_baselines(run: Cli, rsps: Any) -> None:
@@ -474,10 +580,9 @@ def test_sync_every_provider_takes_baselines(run: Cli, rsps: Any) -> None:
     assert JsonlFilePublisher.read(run.events) == []
 
 
-def test_sync_that_cannot_finish_exits_1(run: Cli, rsps: Any) -> None:
-    run.add(graph_config())
-    rsps.get(f"{GRAPH}/me/mailFolders/inbox/messages/delta", status=403,
-             json={"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}})
+def test_sync_that_cannot_finish_exits_1(run: Cli, kind: Kind) -> None:
+    run.add(kind.config())
+    kind.refuse_catch_up("ms")
     code, _, err = run("sync", "ms")
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("mailparity: error:")]

@@ -1,4 +1,7 @@
-"""``mailparity jobs list|show|retry|bury``: stuck work seen, retried and given up on."""
+"""``mailparity jobs list|show|retry|bury``: stuck work seen, retried and given up on.
+
+Jobs are provider-neutral records: these tests need no provider config, except the last one,
+which runs through the Processor over Graph and over the third, test-only provider."""
 
 from __future__ import annotations
 
@@ -196,24 +199,28 @@ def test_unknown_job_is_a_clear_error() -> None:
         retry(InMemoryStore(), "x")
 
 
-def test_a_retried_dead_message_is_published_once_its_cause_is_fixed(clock: Any) -> None:
+def test_a_retried_dead_message_is_published_once_its_cause_is_fixed(
+    clock: Any, provider_kind: str
+) -> None:
     """The whole loop through the real Processor: a permanent error buries the job and marks the
-    message given up on; after ``retry`` the message is fetched again and published once."""
+    message given up on; after ``retry`` the message is fetched again and published once. Over
+    Graph and over the third, test-only provider (``third_provider.py``)."""
     from pydantic import SecretStr
 
     from fake_adapter import FakeAdapterFactory, FakeMailbox
     from mailparity.errors import PermanentMessageError
-    from mailparity.models import InboundEmailReceived, MicrosoftProviderConfig
+    from mailparity.models import InboundEmailReceived
     from mailparity.processing import Processor
     from mailparity.publishers import InMemoryPublisher
+    from third_provider import make_config
 
     store = InMemoryStore()
-    config = MicrosoftProviderConfig(
-        provider_id="pg", tenant="t1", mailbox="support@contoso.com",
-        webhook_subscription_id="sub-1", client_id="cid", client_secret=SecretStr("cs-value"),
+    config = make_config(
+        provider_kind, "pg", mailbox="support@contoso.com", subscription_id="sub-1",
+        client_id="cid", client_secret=SecretStr("cs-value"),
     )
     store.save_provider(config)
-    box = FakeMailbox(config)
+    box = FakeMailbox(config)  # type: ignore[arg-type]
     box.add("m1")
     box.fail("get", "m1", PermanentMessageError("cannot parse"))
     publisher = InMemoryPublisher()

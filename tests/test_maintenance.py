@@ -1,6 +1,14 @@
 """Maintenance: the renewal sweep (fake adapters, and the real Graph adapter over ``responses``),
 idempotency across objects, threads and processes, auth failures, silence detection, lifecycle and
-sync jobs through ``run_once``, and ``mailparity maintain``. No network, no real sleeps."""
+sync jobs through ``run_once``, and ``mailparity maintain``. No network, no real sleeps.
+
+The provider-generic tests (those taking ``provider_kind``) run over Microsoft Graph and over the
+third, test-only provider of ``third_provider.py``, which maintenance knows only through the
+registry. Provider-specific on purpose: the renewal-window tests (Graph's and Gmail's own rules
+and settings; the third provider's rule is checked in ``test_provider_seam.py``), the tests of
+the real Graph adapter over ``responses``, the two-process test (forks; one provider shows the
+cross-process lock), silence detection and ``sync_all``'s catch-up on Gmail configs beside a
+subscribing one, and ``mailparity maintain`` against Graph over ``responses``."""
 
 from __future__ import annotations
 
@@ -33,10 +41,12 @@ from mailparity.models import (
     OAuthTokens,
     WebhookSubscription,
 )
+from mailparity.providers import spec_for
 from mailparity.providers.graph.messages import parse_graph_datetime
 from mailparity.publishers import InMemoryPublisher, JsonlFilePublisher
 from mailparity.stores.memory import InMemoryStore
 from mailparity.stores.sqlite import SqliteStore
+from third_provider import FakeProviderConfig, make_config
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 LOGIN = "https://login.microsoftonline.com"
@@ -64,6 +74,28 @@ def graph_config(pid: str, **overrides: Any) -> MicrosoftProviderConfig:
     }
     data.update(overrides)
     return MicrosoftProviderConfig(**data)
+
+
+def sub_config(
+    kind: str,
+    pid: str,
+    *,
+    subscription: str | None = None,
+    expires: datetime | None = None,
+    **overrides: Any,
+) -> Any:
+    """A subscribing provider's config of ``kind`` (Graph, or the third, test-only provider of
+    ``third_provider.py``): the subscription id and expiry land in that provider's own fields."""
+    if kind == "microsoft":
+        return graph_config(pid, webhook_subscription_id=subscription,
+                            webhook_expires_at=expires, **overrides)
+    return make_config(kind, pid, subscription_id=subscription, expires_at=expires,
+                       client_id="client-1", client_secret=SecretStr(CLIENT_SECRET), **overrides)
+
+
+def subscription_of(config: Any) -> str | None:
+    """The stored subscription id, whatever the provider (asked of its spec)."""
+    return spec_for(config).subscription_id(config)
 
 
 def gmail_config(pid: str, **overrides: Any) -> GmailProviderConfig:
@@ -104,11 +136,14 @@ class PersistingAdapter(FakeGraphAdapter):
     def renew_webhook_subscription(self) -> WebhookSubscription:
         self._hook("renew")
         self.box.hit("renew")
-        current = getattr(self.config, "webhook_subscription_id", None)
-        return self._save(current)
+        return self._save(subscription_of(self.config))
 
     def _save(self, sub_id: str | None) -> WebhookSubscription:
         now = self.clock()
+        if isinstance(self.config, FakeProviderConfig):
+            expires = now + timedelta(days=2)
+            self.save_config_changes({"subscription": sub_id, "subscription_expires_at": expires})
+            return WebhookSubscription(id=sub_id, expires_at=expires)
         if isinstance(self.config, MicrosoftProviderConfig):
             expires = now + timedelta(minutes=4220)
             self.save_config_changes(
@@ -237,8 +272,8 @@ def test_window_boundaries_are_configurable(env: Env) -> None:
     assert box.count("renew") == gbox.count("renew") == 1
 
 
-def test_paused_and_consent_needing_providers_are_left_alone(env: Env) -> None:
-    paused = env.add(graph_config("paused", active=False))
+def test_paused_and_consent_needing_providers_are_left_alone(env: Env, provider_kind: str) -> None:
+    paused = env.add(sub_config(provider_kind, "paused", active=False))
     consent = env.add(gmail_config("consent", needs_consent=True))
     report = env.maintenance().run_once()
     assert sorted(report.skipped) == ["consent", "paused"]
@@ -246,10 +281,10 @@ def test_paused_and_consent_needing_providers_are_left_alone(env: Env) -> None:
     assert report.syncs_enqueued == []
 
 
-def test_expired_subscription_is_renewed_and_caught_up(env: Env) -> None:
+def test_expired_subscription_is_renewed_and_caught_up(env: Env, provider_kind: str) -> None:
     now = env.clock()
-    box = env.add(graph_config("ms", webhook_subscription_id="s1",
-                               webhook_expires_at=now - timedelta(hours=2)))
+    box = env.add(sub_config(provider_kind, "ms", subscription="s1",
+                             expires=now - timedelta(hours=2)))
     report = env.maintenance().renew_subscriptions()
     assert report.renewed == ["ms"]
     assert box.count("renew") == 1
@@ -267,14 +302,14 @@ def test_naive_stored_expiry_is_taken_as_utc(clock: Any) -> None:
     assert box.count("renew") == gbox.count("renew") == 1
 
 
-def test_a_failing_provider_does_not_stop_the_sweep(env: Env) -> None:
+def test_a_failing_provider_does_not_stop_the_sweep(env: Env, provider_kind: str) -> None:
     now = env.clock()
-    bad = env.add(graph_config("a-bad", webhook_subscription_id="s1",
-                               webhook_expires_at=now + timedelta(hours=1)))
-    odd = env.add(graph_config("b-odd", webhook_subscription_id="s2",
-                               webhook_expires_at=now + timedelta(hours=1)))
-    good = env.add(graph_config("c-good", webhook_subscription_id="s3",
-                                webhook_expires_at=now + timedelta(hours=1)))
+    bad = env.add(sub_config(provider_kind, "a-bad", subscription="s1",
+                             expires=now + timedelta(hours=1)))
+    odd = env.add(sub_config(provider_kind, "b-odd", subscription="s2",
+                             expires=now + timedelta(hours=1)))
+    good = env.add(sub_config(provider_kind, "c-good", subscription="s3",
+                              expires=now + timedelta(hours=1)))
     bad.fail("renew", "*", ProviderUnavailableError("Graph is down", status=503))
     odd.fail("renew", "*", RuntimeError(f"boom with {ACCESS}"))
     report = env.maintenance().renew_subscriptions()
@@ -291,10 +326,12 @@ def test_a_failing_provider_does_not_stop_the_sweep(env: Env) -> None:
 # ---------------------------------------------------------------------------- auth failures
 
 
-def test_auth_failure_marks_needs_consent_and_publishes_one_event(env: Env) -> None:
+def test_auth_failure_marks_needs_consent_and_publishes_one_event(
+    env: Env, provider_kind: str
+) -> None:
     now = env.clock()
-    box = env.add(graph_config("ms", webhook_subscription_id="s1",
-                               webhook_expires_at=now + timedelta(hours=1)))
+    box = env.add(sub_config(provider_kind, "ms", subscription="s1",
+                             expires=now + timedelta(hours=1)))
     box.fail_always("renew", "*", AuthExpiredError("grant revoked", code="invalid_grant"))
     env.store.set_meta("ms", LAST_PUSH_META, now.isoformat())
 
@@ -433,12 +470,11 @@ def test_real_graph_validation_failure_is_reported_not_raised(store: Any, clock:
 # ---------------------------------------------------------------------------- idempotency
 
 
-def _due_env(env: Env) -> list[FakeMailbox]:
+def _due_env(env: Env, kind: str) -> list[FakeMailbox]:
     now = env.clock()
     return [
-        env.add(graph_config("ms-1", webhook_subscription_id="s1",
-                             webhook_expires_at=now + timedelta(hours=1))),
-        env.add(graph_config("ms-2")),
+        env.add(sub_config(kind, "ms-1", subscription="s1", expires=now + timedelta(hours=1))),
+        env.add(sub_config(kind, "ms-2")),
         env.add(gmail_config("g-1", watch_expiration=now + timedelta(days=2))),
         env.add(gmail_config("g-2")),
     ]
@@ -448,8 +484,8 @@ def _calls(box: FakeMailbox) -> int:
     return box.count("renew") + box.count("register")
 
 
-def test_two_maintenance_objects_renew_each_provider_once(env: Env) -> None:
-    boxes = _due_env(env)
+def test_two_maintenance_objects_renew_each_provider_once(env: Env, provider_kind: str) -> None:
+    boxes = _due_env(env, provider_kind)
     first, second = env.maintenance(), env.maintenance()
     assert first.owner != second.owner
     r1 = first.renew_subscriptions()
@@ -459,8 +495,8 @@ def test_two_maintenance_objects_renew_each_provider_once(env: Env) -> None:
     assert r2.renewed == r2.created == []
 
 
-def test_sweep_skips_a_provider_whose_lock_another_holds(env: Env) -> None:
-    boxes = _due_env(env)
+def test_sweep_skips_a_provider_whose_lock_another_holds(env: Env, provider_kind: str) -> None:
+    boxes = _due_env(env, provider_kind)
     now = env.clock()
     assert env.store.acquire_lock("renew:ms-1", "someone-else", until=now + timedelta(minutes=5),
                                   now=now)
@@ -472,8 +508,8 @@ def test_sweep_skips_a_provider_whose_lock_another_holds(env: Env) -> None:
     assert env.maintenance().renew_subscriptions().renewed == ["ms-1"]
 
 
-def test_concurrent_threads_renew_each_provider_once(env: Env) -> None:
-    boxes = _due_env(env)
+def test_concurrent_threads_renew_each_provider_once(env: Env, provider_kind: str) -> None:
+    boxes = _due_env(env, provider_kind)
     sweepers = [env.maintenance() for _ in range(6)]
     barrier = threading.Barrier(len(sweepers))
     errors: list[BaseException] = []
@@ -495,11 +531,11 @@ def test_concurrent_threads_renew_each_provider_once(env: Env) -> None:
     assert len(env.jobs()) == 2  # one sync per created subscription, not one per thread
 
 
-def test_overlapping_threads_renew_once(env: Env) -> None:
+def test_overlapping_threads_renew_once(env: Env, provider_kind: str) -> None:
     """One sweeper is inside renew while the other sweeps: the second must not renew."""
     now = env.clock()
-    box = env.add(graph_config("ms", webhook_subscription_id="s1",
-                               webhook_expires_at=now + timedelta(hours=1)))
+    box = env.add(sub_config(provider_kind, "ms", subscription="s1",
+                             expires=now + timedelta(hours=1)))
     inside, other_done = threading.Event(), threading.Event()
 
     def hold(call: str) -> None:
@@ -611,10 +647,10 @@ def test_silence_threshold_is_configurable(env: Env) -> None:
 # ---------------------------------------------------------------------------- run_once and jobs
 
 
-def test_run_once_runs_lifecycle_and_sync_jobs(env: Env) -> None:
+def test_run_once_runs_lifecycle_and_sync_jobs(env: Env, provider_kind: str) -> None:
     now = env.clock()
-    box = env.add(graph_config("ms", webhook_subscription_id="s1",
-                               webhook_expires_at=now + timedelta(days=2)))
+    box = env.add(sub_config(provider_kind, "ms", subscription="s1",
+                             expires=now + timedelta(days=2)))
     env.store.set_meta("ms", LAST_PUSH_META, now.isoformat())
     box.add("m-1")
     box.changes = ["m-1"]
@@ -634,17 +670,17 @@ def test_run_once_runs_lifecycle_and_sync_jobs(env: Env) -> None:
     assert env.store.count_jobs(status="pending") == 0
 
 
-def test_run_once_handles_subscription_removed(env: Env) -> None:
+def test_run_once_handles_subscription_removed(env: Env, provider_kind: str) -> None:
     now = env.clock()
-    box = env.add(graph_config("ms", webhook_subscription_id="s1",
-                               webhook_expires_at=now + timedelta(days=2)))
+    box = env.add(sub_config(provider_kind, "ms", subscription="s1",
+                             expires=now + timedelta(days=2)))
     env.store.set_meta("ms", LAST_PUSH_META, now.isoformat())
     env.store.enqueue_job(Job(kind="lifecycle", provider_id="ms", available_at=now,
                               payload={"event": "subscription_removed", "subscription_id": "s1"}))
     report = env.maintenance().run_once()
     assert box.count("register") == 1
     assert report.jobs_run == 2
-    assert env.store.get_provider("ms").webhook_subscription_id == "sub-1"
+    assert subscription_of(env.store.get_provider("ms")) == "sub-1"
 
 
 def test_run_once_without_jobs_leaves_them_queued(env: Env) -> None:
@@ -655,10 +691,10 @@ def test_run_once_without_jobs_leaves_them_queued(env: Env) -> None:
     assert len(env.jobs()) == 1
 
 
-def test_sync_all_skips_inactive(env: Env) -> None:
+def test_sync_all_skips_inactive(env: Env, provider_kind: str) -> None:
     env.add(gmail_config("a"))
     env.add(gmail_config("b", active=False))
-    env.add(graph_config("c", needs_consent=True))
+    env.add(sub_config(provider_kind, "c", needs_consent=True))
     assert env.maintenance().sync_all().syncs_enqueued == ["a"]
 
 

@@ -1,5 +1,13 @@
 """Processor: dedupe, publish, retries, minimal fallback, poison messages, auth failures, cursors,
-lifecycle events. All against InMemoryStore and the fake adapter; no network, no real sleeps."""
+lifecycle events. All against InMemoryStore / SqliteStore and the fake adapter; no network, no
+real sleeps.
+
+Every test that uses ``env`` runs twice more than its stores: with the main provider being
+Microsoft Graph and being the third, test-only provider of ``third_provider.py`` (the processor
+knows neither). Two tests do not: ``test_invalid_processor_settings`` needs no provider, and
+``test_a_lifecycle_job_stored_under_graphs_own_name_still_runs`` is about Graph's own lifecycle
+names (the Graph spec's aliases), so it runs on a Graph provider only.
+"""
 
 from __future__ import annotations
 
@@ -27,35 +35,39 @@ from mailparity.models import (
     GmailProviderConfig,
     InboundEmailReceived,
     Job,
-    MicrosoftProviderConfig,
     event_id_for,
 )
 from mailparity.processing import Processor, auth_failure_event_id
 from mailparity.publishers import InMemoryPublisher
 from mailparity.stores.memory import InMemoryStore
 from mailparity.stores.sqlite import SqliteStore
+from third_provider import make_config
 
 GRAPH = "prov-graph"
 GMAIL = "prov-gmail"
 
 
 class Env:
-    """A store with one Graph and one Gmail provider, fake mailboxes, a publisher, a clock."""
+    """A store with two providers, fake mailboxes, a publisher, a clock.
 
-    def __init__(self, clock: Any, store: Any) -> None:
+    The first provider (``GRAPH``, ``env.graph``), which most tests use, has a push subscription
+    with Graph's lifecycle (reauthorization); it is of the ``provider_kind`` the test runs with:
+    Microsoft Graph, or the third, test-only provider. The second is a Gmail provider."""
+
+    def __init__(self, clock: Any, store: Any, kind: str = "microsoft") -> None:
         self.clock = clock
         self.store = store
-        self.graph_config = MicrosoftProviderConfig(
-            provider_id=GRAPH, tenant="t1", mailbox="support@contoso.com",
-            webhook_subscription_id="sub-1", client_id="cid",
-            client_secret=SecretStr("csecret-value"),
+        self.graph_config = make_config(
+            kind, GRAPH, mailbox="support@contoso.com", subscription_id="sub-1",
+            client_id="cid", client_secret=SecretStr("csecret-value"),
         )
         self.gmail_config = GmailProviderConfig(
             provider_id=GMAIL, tenant="t1", mailbox="help@example.com", history_id=100,
         )
         self.store.save_provider(self.graph_config)
         self.store.save_provider(self.gmail_config)
-        self.graph = FakeMailbox(self.graph_config)
+        self.graph = FakeMailbox(self.graph_config)  # type: ignore[arg-type]
+        self.graph.reauthorize = True
         self.gmail = FakeMailbox(self.gmail_config)
         self.factory = FakeAdapterFactory(self.graph, self.gmail)
         self.publisher = InMemoryPublisher()
@@ -98,11 +110,13 @@ class Env:
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def env(request: pytest.FixtureRequest, clock: Any, tmp_path: Path) -> Iterator[Env]:
+def env(
+    request: pytest.FixtureRequest, clock: Any, tmp_path: Path, provider_kind: str
+) -> Iterator[Env]:
     store: Any = (
         InMemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "state.db")
     )
-    yield Env(clock, store)
+    yield Env(clock, store, provider_kind)
     if hasattr(store, "close"):
         store.close()
 
@@ -500,7 +514,7 @@ def test_adapter_cached_and_rebuilt_when_config_changes(env: Env) -> None:
     env.enqueue_message("m2")
     processor.run_pending()
     assert env.graph.adapters_built == 1
-    env.store.update_provider(GRAPH, {"folder": "archive"})
+    env.store.update_provider(GRAPH, {"client_id": "cid-2"})  # any config change
     env.graph.add("m3")
     env.enqueue_message("m3")
     processor.run_pending()
@@ -650,9 +664,11 @@ def test_subscription_removed_registers_again_then_syncs(env: Env) -> None:
     [("reauthorizationRequired", "reauthorize"), ("subscriptionRemoved", "register")],
 )
 def test_a_lifecycle_job_stored_under_graphs_own_name_still_runs(
-    env: Env, stored: str, call: str
+    clock: Any, stored: str, call: str
 ) -> None:
-    # Jobs stored before the names were provider-neutral: the Graph spec maps its names.
+    # Jobs stored before the names were provider-neutral: the Graph spec maps its names (so
+    # this one is about Graph only).
+    env = Env(clock, InMemoryStore(), "microsoft")
     env.enqueue("lifecycle", GRAPH, event=stored, subscription_id="sub-1")
     env.processor().run_pending(limit=1)
     assert env.graph.count(call) == 1

@@ -1,8 +1,10 @@
 """The provider seam: the core names no provider, and a third one is a package plus one line.
 
-A third provider ("fake": the test adapter of ``fake_adapter.py`` behind its own config, push
-source and renewal rule) is registered here and driven through processing, maintenance, the
-webhook handler, the WSGI app and the CLI, none of which was edited for it.
+A third provider ("fake", in ``third_provider.py``: the test adapter of ``fake_adapter.py``
+behind its own config, push source, renewal rule and testing kit) is registered here and driven
+through processing, maintenance, the webhook handler, the WSGI app and the CLI, none of which was
+edited for it. The processing, maintenance, webhook and CLI suites also run their
+provider-generic tests over it (the ``provider_kind`` fixture).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 
 import mailparity.providers as registry
-from fake_adapter import FakeAdapter, FakeMailbox
+from fake_adapter import FakeMailbox
 from mailparity.adapter import EmailProviderAdapter, SyncBatch
 from mailparity.cli import main
 from mailparity.maintenance import Maintenance
@@ -26,118 +28,33 @@ from mailparity.models import (
     EmailMessage,
     Job,
     OAuthTokens,
-    ProviderConfigBase,
     WebhookSubscription,
 )
 from mailparity.processing import Processor
-from mailparity.providers import ProviderSpec, RenewalRule
+from mailparity.providers import ProviderSpec
 from mailparity.publishers import InMemoryPublisher
-from mailparity.pushing import PushSource, WebhookRequest, WebhookResponse, _empty, _plain
+from mailparity.pushing import WebhookRequest
 from mailparity.stores.memory import InMemoryStore
 from mailparity.stores.sqlite import SqliteStore
+from mailparity.testing.store_contract import StoreContract, provider_kits
 from mailparity.webhooks import WebhookHandler
 from mailparity.wsgi import make_wsgi_app
+from third_provider import (
+    BOXES,
+    SPEC,
+    FakeProviderAdapter,
+    FakeProviderConfig,
+    registered,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mailparity"
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
-# --------------------------------------------------------------------------------------------
-# The third provider, as a provider package would define it
-
-
-class FakeProviderConfig(ProviderConfigBase):
-    provider: Literal["fake"] = "fake"
-    push_secret: str = "s3cret"
-    cursor: int | None = None
-    subscription: str | None = None
-    subscription_expires_at: datetime | None = None
-
-
-#: The mailboxes behind every adapter the registry builds, by provider id.
-BOXES: dict[str, FakeMailbox] = {}
-
-
-class FakeProviderAdapter(FakeAdapter):
-    """The test adapter as a registered provider: its state is looked up by provider id, and its
-    cursor lives in the config (moved through the store's generic compare-and-set)."""
-
-    def __init__(self, config: FakeProviderConfig, **kwargs: Any) -> None:
-        super().__init__(config, mailbox=BOXES[config.provider_id], **kwargs)
-
-    def register_webhook_subscription(self) -> WebhookSubscription:
-        sub = super().register_webhook_subscription()
-        self.save_config_changes(
-            {"subscription": sub.id, "subscription_expires_at": sub.expires_at}
-        )
-        return sub
-
-    def fetch_changes(self) -> SyncBatch:
-        self.box.hit("fetch_changes")
-        stored = self.store.get_provider(self.config.provider_id)
-        return SyncBatch(list(self.box.changes), self.box.next_cursor, expected=stored.cursor)
-
-    def commit_cursor(self, batch: SyncBatch) -> bool:
-        self.box.hit("commit")
-        moved = bool(
-            self.store.compare_and_set_cursor(self.config.provider_id, batch.expected, batch.cursor)
-        )
-        if moved:
-            self.box.commits.append(batch.cursor)
-        return moved
-
-
-class FakePush(PushSource):
-    """``POST {"mailbox", "message_id"}`` with ``X-Fake-Secret``: one message job."""
-
-    def handle(self, request: WebhookRequest) -> WebhookResponse:
-        if request.method != "POST":
-            return _plain(405, "method not allowed", Allow="POST")
-        data = json.loads(request.body)
-        config = self.store.find_provider_by_mailbox("fake", data["mailbox"])
-        if not isinstance(config, FakeProviderConfig):
-            return _empty(204)
-        if request.headers.get("X-Fake-Secret") != config.push_secret:
-            return _plain(403, "bad secret")
-        now = self._clock()
-        self._enqueue(Job(kind="message", provider_id=config.provider_id,
-                          payload={"message_id": data["message_id"]}, available_at=now,
-                          created_at=now))
-        self._record_push({config.provider_id}, now)
-        return _empty(202)
-
-
-def _needs_renewal(config: FakeProviderConfig, now: datetime, settings: Any) -> bool:
-    if config.subscription_expires_at is None:
-        return True
-    return config.subscription_expires_at - now <= settings["fake_renew_before"]
-
-
-SPEC = ProviderSpec(
-    key="fake",
-    title="Test provider",
-    config_model=FakeProviderConfig,
-    adapter=FakeProviderAdapter,
-    push=FakePush,
-    renewal=RenewalRule(
-        needs_renewal=_needs_renewal,
-        state=lambda c: (c.subscription, c.subscription_expires_at),
-        settings={"fake_renew_before": timedelta(hours=1)},
-    ),
-    cursor_field="cursor",
-    subscription_id=lambda c: c.subscription,
-)
-
-
 @pytest.fixture(autouse=True)
 def third_provider() -> Iterator[None]:
-    registry.register(SPEC)
-    BOXES.clear()
-    try:
+    with registered():
         yield
-    finally:
-        registry.unregister("fake")
-        BOXES.clear()
 
 
 def fake_config(provider_id: str = "f-1", **fields: Any) -> FakeProviderConfig:
@@ -369,3 +286,15 @@ def test_the_cli_lists_syncs_and_renews_the_third_provider(
     assert [(e["emailData"]["provider"], e["emailData"]["id"]) for e in lines] == [("fake", "m-1")]
     assert main([*base, "renew"]) == 0
     assert box.count("register") == 1
+
+
+class TestTheStoreContractCoversTheThirdProvider(StoreContract):
+    """The shipped store contract, with the third provider registered: its provider checks take
+    the third provider's sample config from its testing kit like the built-in ones'."""
+
+    @pytest.fixture
+    def store(self) -> InMemoryStore:
+        return InMemoryStore()
+
+    def test_the_third_provider_is_among_the_kits(self) -> None:
+        assert "fake" in [key for key, _kit in provider_kits()]

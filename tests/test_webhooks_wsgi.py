@@ -1,4 +1,11 @@
-"""wsgi.make_wsgi_app (driven with synthetic environs) and serve_in_thread (real loopback HTTP)."""
+"""wsgi.make_wsgi_app (driven with synthetic environs) and serve_in_thread (real loopback HTTP),
+and the webhook semantics every push source shares, over Microsoft Graph and over the third,
+test-only provider of ``third_provider.py`` (the handler and the WSGI app know neither).
+
+The other webhook suites (``test_webhooks_microsoft.py``, ``test_webhooks_google.py``) test each
+provider's own push format (Graph's validation handshake and notification items, Pub/Sub's OIDC
+tokens and envelope) and stay provider-specific; so do the synthetic-environ tests below, which
+use a Graph notification as their body."""
 
 from __future__ import annotations
 
@@ -11,10 +18,24 @@ from typing import Any
 import pytest
 import requests
 
+from fake_adapter import FakeAdapterFactory, FakeMailbox
+from mailparity.maintenance import LAST_PUSH_META
+from mailparity.models import InboundEmailReceived
+from mailparity.processing import Processor
+from mailparity.publishers import InMemoryPublisher
 from mailparity.testing.oidc import TestOidcSigner, pubsub_push_body
 from mailparity.webhooks import WebhookRequest, WebhookResponse
 from mailparity.wsgi import make_wsgi_app, serve_in_thread
-from webhook_support import graph_item, jobs_of, make_handler, make_store
+from third_provider import FakeProviderConfig, push_request
+from webhook_support import (
+    MS_PROVIDER,
+    T0,
+    graph_item,
+    graph_post,
+    jobs_of,
+    make_handler,
+    make_store,
+)
 
 
 class Stream(io.BytesIO):
@@ -210,3 +231,91 @@ def test_signer_certs_are_pem() -> None:
     assert body["message"]["messageId"] == body["message"]["message_id"] == "m-1"
     assert body["message"]["attributes"] == {"x": "y"}
     assert body["subscription"].startswith("projects/")
+
+
+# ------------------------------------------------------------------ every push source, generically
+
+
+class PushCase:
+    """One provider's mailbox in a FlakyStore, and the push of one new message to it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.store = make_store()
+        if kind == "microsoft":
+            self.provider_id = MS_PROVIDER
+        else:
+            self.provider_id = "f-1"
+            self.store.save_provider(FakeProviderConfig(
+                provider_id="f-1", tenant="tenant-1", mailbox="box@example.com"))
+
+    def push(self, message_id: str = "MSG-1") -> WebhookRequest:
+        if self.kind == "microsoft":
+            return graph_post(graph_item(message_id))
+        return push_request("box@example.com", message_id)
+
+
+@pytest.fixture
+def case(provider_kind: str) -> PushCase:
+    return PushCase(provider_kind)
+
+
+def test_a_push_is_queued_and_recorded(case: PushCase) -> None:
+    handler = make_handler(case.store)
+    assert handler.handle(case.kind, case.push()).status == 202
+    [job] = jobs_of(case.store)
+    assert (job.kind, job.provider_id, job.payload["message_id"]) == (
+        "message", case.provider_id, "MSG-1")
+    assert case.store.get_meta(case.provider_id, LAST_PUSH_META) == T0.isoformat()
+    # The same push again (providers redeliver): still one job.
+    assert handler.handle(case.kind, case.push()).status == 202
+    assert len(jobs_of(case.store)) == 1
+
+
+def test_a_store_failure_is_503_and_the_redelivery_lands(case: PushCase) -> None:
+    handler = make_handler(case.store)
+    case.store.fail_enqueue = {"*"}
+    assert handler.handle(case.kind, case.push()).status == 503  # the provider retries
+    assert jobs_of(case.store) == []
+    case.store.fail_enqueue = set()
+    assert handler.handle(case.kind, case.push()).status == 202
+    assert len(jobs_of(case.store)) == 1
+
+
+def test_recording_the_push_time_is_advisory(case: PushCase) -> None:
+    case.store.fail_meta = True
+    assert make_handler(case.store).handle(case.kind, case.push()).status == 202
+    assert len(jobs_of(case.store)) == 1
+
+
+def test_a_paused_mailbox_queues_nothing(case: PushCase) -> None:
+    case.store.update_provider(case.provider_id, {"active": False})
+    response = make_handler(case.store).handle(case.kind, case.push())
+    assert 200 <= response.status < 300
+    assert jobs_of(case.store) == []
+
+
+def test_the_wsgi_app_routes_each_provider_to_its_push_source(case: PushCase) -> None:
+    app = make_wsgi_app(make_handler(case.store))
+    request = case.push()
+    status, _, _ = call(app, "POST", f"/webhooks/{case.kind}", request.body,
+                        **{f"HTTP_{k.upper().replace('-', '_')}": v
+                           for k, v in request.headers.items()})
+    assert status == "202 Accepted"
+    assert [j.provider_id for j in jobs_of(case.store)] == [case.provider_id]
+    assert call(app, "POST", "/webhooks/nobody")[0] == "404 Not Found"
+
+
+def test_pushed_work_runs_through_the_handlers_processor(case: PushCase, clock: Any) -> None:
+    config = case.store.get_provider(case.provider_id)
+    box = FakeMailbox(config)  # type: ignore[arg-type]
+    box.add("MSG-1")
+    publisher = InMemoryPublisher()
+    processor = Processor(case.store, publisher, clock=lambda: T0, sleep=clock.sleep,
+                          adapter_factory=FakeAdapterFactory(box))
+    handler = make_handler(case.store, publisher=publisher, processor=processor)
+    assert handler.handle(case.kind, case.push()).status == 202
+    assert handler.run_pending() == 1
+    [event] = [e for e in publisher.events if isinstance(e, InboundEmailReceived)]
+    assert (event.email_data.provider, event.email_data.id) == (case.kind, "MSG-1")
+    assert jobs_of(case.store) == []
