@@ -9,15 +9,26 @@ import requests
 import responses
 
 from mailparity.errors import (
+    AuthExpiredError,
     BadRequestError,
+    ConfigurationError,
     CursorExpiredError,
+    MailParityError,
     NotFoundError,
     PermissionDeniedError,
+    ProviderError,
     ProviderUnavailableError,
     ThrottledError,
     UnauthorizedError,
 )
-from mailparity.http import HttpClient, RetryPolicy, default_map_error, parse_retry_after
+from mailparity.http import (
+    BatchAnswer,
+    HttpClient,
+    RetryPolicy,
+    default_map_error,
+    parse_retry_after,
+    run_batch,
+)
 
 URL = "https://api.example.com/v1/items"
 
@@ -353,3 +364,124 @@ def test_410_and_non_json_bodies() -> None:
     assert isinstance(error, ProviderUnavailableError)
     assert error.code is None
     assert error.message == "HTTP 502"
+
+
+# ---------------------------------------------------------------------------- the batch loop
+
+
+class _Batch:
+    """Scripted batch sends for ``run_batch``: each send answers from the next script entry
+    (``{id: BatchAnswer}``, or an exception to raise); sleeps and refreshes are recorded."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.sent: list[list[str]] = []
+        self.sleeps: list[float] = []
+        self.refreshes = 0
+
+    def send(self, ids: list[str]) -> Any:
+        self.sent.append(list(ids))
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def run(self, ids: list[str], **options: Any) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+
+        def error(answer: BatchAnswer) -> MailParityError:
+            if answer.status == 429:
+                return ThrottledError("slow down", status=429, retry_after=answer.body)
+            if answer.status == 401:
+                return ProviderError("who are you", status=401)
+            if answer.status == 503:
+                return ProviderUnavailableError("busy", status=503)
+            return NotFoundError("gone", status=answer.status)
+
+        def refresh() -> None:
+            self.refreshes += 1
+
+        options.setdefault("policy", RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=30))
+        run_batch(ids, results, send=self.send, read=lambda mid, answer: f"message {mid}",
+                  error=error, refresh=refresh, sleep=self.sleeps.append, provider="test",
+                  **options)
+        return results
+
+
+def _ok() -> BatchAnswer:
+    return BatchAnswer(200, {}, {})
+
+
+def test_batch_gives_each_member_its_own_outcome() -> None:
+    batch = _Batch({"a": _ok(), "b": BatchAnswer(404, {}, None)})
+    results = batch.run(["a", "b", "c"])
+    assert results["a"] == "message a"
+    assert isinstance(results["b"], NotFoundError)
+    assert isinstance(results["c"], ProviderUnavailableError)  # no answer for it
+    assert "no answer for message c" in str(results["c"])
+    assert batch.sent == [["a", "b", "c"]]
+
+
+def test_batch_resends_401_members_once_after_one_refresh() -> None:
+    batch = _Batch(
+        {"a": BatchAnswer(401, {}, None), "b": BatchAnswer(401, {}, None), "c": _ok()},
+        {"a": _ok(), "b": BatchAnswer(401, {}, None)},
+    )
+    results = batch.run(["a", "b", "c"])
+    assert batch.refreshes == 1
+    assert batch.sent == [["a", "b", "c"], ["a", "b"]]
+    assert results["a"] == "message a"
+    assert isinstance(results["b"], UnauthorizedError)  # a 401 after the refresh is final
+    assert results["b"].status == 401
+
+
+def test_batch_waits_exactly_the_longest_retry_after_then_resends_throttled_members() -> None:
+    batch = _Batch(
+        {"a": BatchAnswer(429, {}, 2.0), "b": BatchAnswer(429, {}, 7.0), "c": _ok()},
+        {"a": _ok(), "b": _ok()},
+    )
+    results = batch.run(["a", "b", "c"])
+    assert batch.sleeps == [7.0]
+    assert results == {"a": "message a", "b": "message b", "c": "message c"}
+
+
+def test_batch_never_shortens_a_retry_after_beyond_the_in_request_limit() -> None:
+    batch = _Batch({"a": BatchAnswer(429, {}, 120.0), "b": BatchAnswer(401, {}, None)},
+                   {"b": _ok()})
+    results = batch.run(["a", "b"])
+    assert batch.sleeps == []
+    assert batch.sent == [["a", "b"], ["b"]]  # the 401 member still gets its resend
+    assert isinstance(results["a"], ThrottledError)
+    assert results["a"].retry_after == 120.0  # the job is due after the full wait
+    assert results["b"] == "message b"
+
+
+def test_batch_backs_off_exponentially_no_shorter_than_the_minimum() -> None:
+    throttled = {"a": BatchAnswer(503, {}, None)}
+    batch = _Batch(throttled, throttled, throttled)
+    results = batch.run(["a"], min_backoff=0.75)
+    assert batch.sleeps == [0.75, 1.0]  # base 0.5 raised to the minimum, then 1.0
+    assert len(batch.sent) == 3  # max_attempts sends in all
+    assert isinstance(results["a"], ProviderUnavailableError)  # the last answer's error
+
+
+def test_batch_retries_what_the_provider_calls_retryable() -> None:
+    batch = _Batch({"a": BatchAnswer(403, {}, None)}, {"a": _ok()})
+    results = batch.run(["a"], retryable=lambda answer: answer.status == 403)
+    assert results["a"] == "message a"
+    assert len(batch.sleeps) == 1
+
+
+@pytest.mark.parametrize("raised", [
+    AuthExpiredError("revoked", code="invalid_grant"),
+    ConfigurationError("no client id"),
+])
+def test_batch_raises_what_no_member_can_survive(raised: Exception) -> None:
+    with pytest.raises(type(raised)):
+        _Batch(raised).run(["a", "b"])
+
+
+def test_batch_records_another_whole_request_failure_for_every_member() -> None:
+    outage = ProviderUnavailableError("batch endpoint down", status=503)
+    results = _Batch(outage).run(["a", "b"])
+    assert results == {"a": outage, "b": outage}

@@ -14,6 +14,11 @@ Every call of the library (Graph, Gmail, token endpoints) goes through :class:`H
 * every failure becomes a :class:`~mailparity.errors.MailParityError` subclass named by its cause,
   carrying status, code and request id (the provider supplies ``map_error``);
 * sleep and clock are injectable, so tests never wait for real.
+
+:func:`run_batch` is the one loop of batched reads (Graph's JSON ``$batch``, Gmail's multipart
+batch): each member gets its own outcome, throttled members are sent again, 401 members once
+after a token refresh; the provider supplies only how a batch is sent and how a member's answer
+reads.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import os
 import random
 import time
 import urllib.request
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -39,7 +44,9 @@ import requests.utils
 
 from . import _speedups, telemetry
 from .errors import (
+    AuthError,
     BadRequestError,
+    ConfigurationError,
     CursorExpiredError,
     MailParityError,
     NotFoundError,
@@ -56,10 +63,12 @@ from .tls import tls_verification_error
 
 __all__ = [
     "AccessTokenProvider",
+    "BatchAnswer",
     "HttpClient",
     "RetryPolicy",
     "default_map_error",
     "parse_retry_after",
+    "run_batch",
 ]
 
 log = logging.getLogger("mailparity.http")
@@ -638,3 +647,120 @@ class HttpClient:
 def _safe_url(url: str) -> str:
     """The URL without its query string (which may hold tokens or ids worth keeping out of logs)."""
     return url.split("?", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Batched reads
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """One member's answer in a batch response: its HTTP status, headers and body (parsed JSON
+    for Graph's JSON ``$batch``, bytes for Gmail's multipart batch: the provider's hooks read
+    it)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+
+def _never(answer: BatchAnswer) -> bool:
+    return False
+
+
+def run_batch(
+    ids: Sequence[str],
+    results: dict[str, _T | MailParityError],
+    *,
+    send: Callable[[list[str]], Mapping[str, BatchAnswer]],
+    read: Callable[[str, BatchAnswer], _T],
+    error: Callable[[BatchAnswer], MailParityError],
+    refresh: Callable[[], object],
+    sleep: Callable[[float], None],
+    policy: RetryPolicy,
+    provider: str,
+    retryable: Callable[[BatchAnswer], bool] = _never,
+    min_backoff: float = 0.0,
+) -> None:
+    """Read ``ids`` (one batch's worth) through a provider's batch endpoint, giving each id its
+    outcome in ``results``: what ``read`` made of its 200 answer, or the error of its own answer,
+    exactly as a single request would have raised it.
+
+    * ``send(pending)`` sends one batch request and returns the answers by id (an id without an
+      answer gets a :class:`~mailparity.errors.ProviderUnavailableError`). When the whole
+      request fails, an :class:`~mailparity.errors.AuthError` or
+      :class:`~mailparity.errors.ConfigurationError` is raised (nothing can succeed); any other
+      library error becomes every pending id's outcome.
+    * ``read(id, answer)`` turns a 200 answer into the result (an AuthError or
+      ConfigurationError it raises is raised; another library error is that id's outcome);
+      ``error(answer)`` maps any other answer to its exception (a 401 always to an
+      :class:`~mailparity.errors.UnauthorizedError`).
+    * Members answered 401 are sent again once, after ``refresh()`` (one refresh per batch).
+    * Members answered 429, 503 or 504 (or that ``retryable`` accepts, such as Gmail's quota
+      403s) are sent again after the longest ``Retry-After`` among them, exactly as asked, or
+      after exponential backoff (``policy``, never shorter than ``min_backoff``), up to
+      ``policy.max_attempts`` sends. A ``Retry-After`` longer than ``policy.max_delay`` is never
+      shortened: those members keep their throttling error, whose ``retry_after`` makes their
+      job due after it.
+    """
+    pending = list(ids)
+    refreshed = False
+    attempt = 0
+    while pending:
+        attempt += 1
+        try:
+            answers = send(pending)
+        except (AuthError, ConfigurationError):
+            raise
+        except MailParityError as exc:
+            for mid in pending:
+                results[mid] = exc
+            return
+        unauthorized: list[str] = []
+        throttled: list[str] = []
+        retry_after: float | None = None
+        for mid in pending:
+            answer = answers.get(mid)
+            if answer is None:
+                results[mid] = ProviderUnavailableError(
+                    f"the batch response has no answer for message {mid}", provider=provider
+                )
+                continue
+            if answer.status == 200:
+                try:
+                    results[mid] = read(mid, answer)
+                except (AuthError, ConfigurationError):
+                    raise
+                except MailParityError as exc:
+                    results[mid] = exc
+                continue
+            failure = error(answer)
+            if answer.status == 401 and not isinstance(failure, UnauthorizedError):
+                failure = UnauthorizedError(
+                    failure.message, status=401, code=failure.code, provider=provider
+                )
+            results[mid] = failure  # kept if the retries run out
+            if answer.status == 401:
+                if not refreshed:
+                    unauthorized.append(mid)
+            elif answer.status in RETRY_STATUSES or retryable(answer):
+                throttled.append(mid)
+                asked = getattr(failure, "retry_after", None)  # 429 and 503 may say
+                if asked is not None:
+                    retry_after = max(retry_after or 0.0, float(asked))
+        if unauthorized:
+            refreshed = True
+            refresh()
+        if throttled:
+            if attempt >= policy.max_attempts or (
+                retry_after is not None and retry_after > policy.max_delay
+            ):
+                throttled = []  # their throttling errors stay recorded (see above)
+            elif retry_after is not None:
+                sleep(retry_after)  # exactly as asked (the longest of the members)
+            else:
+                backoff = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+                sleep(max(min_backoff, backoff))
+        pending = unauthorized + throttled

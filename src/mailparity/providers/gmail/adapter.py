@@ -39,10 +39,9 @@ from ...errors import (
     PermissionDeniedError,
     ProviderUnavailableError,
     SubscriptionError,
-    UnauthorizedError,
     WebhookValidationError,
 )
-from ...http import RetryPolicy
+from ...http import BatchAnswer, RetryPolicy, run_batch
 from ...models import (
     ConnectionTestResult,
     EmailMessage,
@@ -535,79 +534,36 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
     def _batch_chunk(
         self, ids: list[str], results: dict[str, EmailMessage | MailParityError]
     ) -> None:
-        pending = list(ids)
-        refreshed = False
-        attempt = 0
-        while pending:
-            attempt += 1
-            retry_ids: list[str] = []
-            retry_after: float | None = None
-            try:
-                parts = self._send_batch(pending)
-            except AuthError:
-                raise
-            except MailParityError as exc:
-                for mid in pending:
-                    results[mid] = exc
-                return
-            for mid in pending:
-                part = parts.get(mid)
-                if part is None:
-                    results[mid] = ProviderUnavailableError(
-                        f"the batch response has no answer for message {mid}", provider="google"
-                    )
-                    continue
-                status, headers, body = part
-                if status == 200:
-                    try:
-                        data = json_or_empty(fake_response(status, body, headers))
-                        results[mid] = self._from_full_json(mid, data)
-                    except AuthError:
-                        raise
-                    except MailParityError as exc:
-                        results[mid] = exc
-                    continue
-                response = fake_response(status, body, headers)
-                if status == 401 and not refreshed:
-                    retry_ids.append(mid)
-                    continue
-                if is_gmail_retryable(response) or status in (429, 503, 504):
-                    retry_ids.append(mid)
-                    error = map_gmail_error(response)
-                    asked = getattr(error, "retry_after", None)  # 429, quota 403 and 503 may say
-                    if asked is not None:
-                        retry_after = max(retry_after or 0.0, float(asked))
-                    results[mid] = error  # kept if the retries run out
-                    continue
-                error = map_gmail_error(response)
-                if status == 401:
-                    error = UnauthorizedError(
-                        error.message, status=401, code=error.code, provider="google"
-                    )
-                results[mid] = error
-            if not retry_ids:
-                return
-            if any(parts.get(m, (0,))[0] == 401 for m in retry_ids) and not refreshed:
-                refreshed = True
-                self.force_refresh()
-            throttled = [m for m in retry_ids if parts.get(m, (0,))[0] != 401]
-            if throttled:
-                policy = self.http.retry
-                if attempt >= policy.max_attempts:
-                    return  # the ThrottledError / ProviderUnavailableError stays recorded
-                if retry_after is not None and retry_after > policy.max_delay:
-                    # Never sooner than asked: the recorded ThrottledErrors carry the wait and
-                    # the job is due after it. Members that only need the refresh go again.
-                    retry_ids = [m for m in retry_ids if m not in throttled]
-                elif retry_after is not None:
-                    self.sleep(retry_after)  # exactly as asked
-                else:
-                    self.sleep(
-                        max(1.0, min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
-                    )
-            pending = retry_ids
+        """One batch of ``ids`` through the shared batch loop (:func:`run_batch`). Quota 403s
+        are retried like 429s, with Gmail's advice of a backoff of at least a second."""
+        run_batch(
+            ids,
+            results,
+            send=self._send_batch,
+            read=self._read_member,
+            error=self._member_error,
+            retryable=self._member_retryable,
+            refresh=self.force_refresh,
+            sleep=self.sleep,
+            policy=self.http.retry,
+            provider="google",
+            min_backoff=1.0,
+        )
 
-    def _send_batch(self, ids: Sequence[str]) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    def _read_member(self, message_id: str, answer: BatchAnswer) -> EmailMessage:
+        data = json_or_empty(fake_response(answer.status, answer.body, dict(answer.headers)))
+        return self._from_full_json(message_id, data)
+
+    def _member_error(self, answer: BatchAnswer) -> MailParityError:
+        return map_gmail_error(fake_response(answer.status, answer.body, dict(answer.headers)))
+
+    def _member_retryable(self, answer: BatchAnswer) -> bool:
+        return is_gmail_retryable(
+            fake_response(answer.status, answer.body, dict(answer.headers))
+        )
+
+    def _send_batch(self, ids: Sequence[str]) -> dict[str, BatchAnswer]:
+        """POST one multipart batch reading ``ids``; the answers by message id."""
         calls = [
             (f"item-{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=full")
             for i, mid in enumerate(ids)
@@ -623,7 +579,7 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
             raise ProviderUnavailableError(
                 f"unreadable Gmail batch response: {exc}", provider="google"
             ) from None
-        by_id: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        by_id: dict[str, BatchAnswer] = {}
         for index, part in enumerate(parts):
             key = part.content_id or ""
             if key.startswith("response-"):
@@ -634,7 +590,7 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 mid = ids[index]  # no usable Content-ID: the order is the request's
             else:
                 continue
-            by_id[mid] = (part.status, part.headers, part.body)
+            by_id[mid] = BatchAnswer(part.status, part.headers, part.body)
         return by_id
 
     # ------------------------------------------------------------------ attachments

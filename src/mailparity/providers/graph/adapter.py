@@ -23,7 +23,6 @@ from pydantic import SecretStr
 
 from ... import mime
 from ...errors import (
-    AuthError,
     BadRequestError,
     ConfigurationError,
     MailParityError,
@@ -33,9 +32,8 @@ from ...errors import (
     ProviderUnavailableError,
     SubscriptionError,
     ThrottledError,
-    UnauthorizedError,
 )
-from ...http import RetryPolicy
+from ...http import BatchAnswer, RetryPolicy, run_batch
 from ...models import (
     Attachment,
     ConnectionTestResult,
@@ -547,98 +545,69 @@ class MicrosoftGraphAdapter(DeltaCatchUp):
     def _batch_chunk(
         self, ids: list[str], results: dict[str, EmailMessage | MailParityError]
     ) -> None:
+        """One ``$batch`` of ``ids`` through the shared batch loop (:func:`run_batch`)."""
+        run_batch(
+            ids,
+            results,
+            send=self._send_batch,
+            read=self._read_member,
+            error=self._member_error,
+            refresh=self.force_refresh,
+            sleep=self.sleep,
+            policy=self.http.retry,
+            provider=self.provider,
+        )
+
+    def _send_batch(self, ids: list[str]) -> dict[str, BatchAnswer]:
+        """POST one JSON ``$batch`` reading ``ids``; the answers by message id."""
         query = urlencode(
             {"$select": MESSAGE_SELECT, "$expand": ATTACHMENT_EXPAND}, safe="$,()=", quote_via=quote
         )
-        pending = list(ids)
-        refreshed = False
-        attempt = 0
-        while pending:
-            attempt += 1
-            requests_body = [
-                {
-                    "id": str(index),
-                    "method": "GET",
-                    "url": f"{self.mailbox_root}/messages/{_mid(mid)}?{query}",
-                    # Graph applies a header only to the request it is on: the $batch POST's
-                    # Prefer does not reach its members, so each member asks for immutable ids
-                    # itself (else catch-up would publish other ids than push does).
-                    "headers": {"Prefer": IMMUTABLE_ID_PREFER},
-                }
-                for index, mid in enumerate(pending)
-            ]
-            try:
-                data = self._json(
-                    self._call("POST", "/$batch", json={"requests": requests_body}, absolute=True)
-                )
-            except (AuthError, ConfigurationError):
-                raise
-            except MailParityError as exc:
-                for mid in pending:
-                    results[mid] = exc
-                return
-            answers: dict[str, Mapping[str, Any]] = {}
-            for item in data.get("responses") or []:
-                if isinstance(item, Mapping) and isinstance(item.get("id"), str):
-                    answers[item["id"]] = item
-            unauthorized: list[str] = []
-            throttled: list[str] = []
-            retry_after: float | None = None
-            for index, mid in enumerate(pending):
-                item = answers.get(str(index))
-                if item is None:
-                    results[mid] = ProviderUnavailableError(
-                        f"the $batch response has no answer for message {mid}",
-                        provider=self.provider,
-                    )
-                    continue
-                status = item.get("status")
-                body = item.get("body")
-                if status == 200 and isinstance(body, dict):
-                    try:
-                        results[mid] = self._message_from_json(mid, body)
-                    except (AuthError, ConfigurationError):
-                        raise
-                    except MailParityError as exc:
-                        results[mid] = exc
-                    continue
-                error = self._member_error(item)
-                results[mid] = error  # kept if the retries run out
-                if status == 401 and not refreshed:
-                    unauthorized.append(mid)
-                elif status in (429, 503, 504):
-                    throttled.append(mid)
-                    asked = getattr(error, "retry_after", None)  # 429 and 503 may say
-                    if asked is not None:
-                        retry_after = max(retry_after or 0.0, float(asked))
-            if unauthorized:
-                refreshed = True
-                self.force_refresh()
-            if throttled:
-                policy = self.http.retry
-                if attempt >= policy.max_attempts or (
-                    retry_after is not None and retry_after > policy.max_delay
-                ):
-                    # The ThrottledError / ProviderUnavailableError stays recorded; a Retry-After
-                    # too long to wait here is never shortened: the job is due after it.
-                    throttled = []
-                elif retry_after is not None:
-                    self.sleep(retry_after)  # exactly as asked (the longest of the members)
-                else:
-                    self.sleep(min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
-            pending = unauthorized + throttled
-
-    def _member_error(self, item: Mapping[str, Any]) -> MailParityError:
-        """The exception one ``$batch`` member's error answer maps to (same as a single GET)."""
-        raw_status = item.get("status")
-        status = raw_status if isinstance(raw_status, int) else 502
-        raw_headers = item.get("headers")
-        headers = (
-            {str(k): str(v) for k, v in raw_headers.items()}
-            if isinstance(raw_headers, Mapping)
-            else {}
+        requests_body = [
+            {
+                "id": str(index),
+                "method": "GET",
+                "url": f"{self.mailbox_root}/messages/{_mid(mid)}?{query}",
+                # Graph applies a header only to the request it is on: the $batch POST's
+                # Prefer does not reach its members, so each member asks for immutable ids
+                # itself (else catch-up would publish other ids than push does).
+                "headers": {"Prefer": IMMUTABLE_ID_PREFER},
+            }
+            for index, mid in enumerate(ids)
+        ]
+        data = self._json(
+            self._call("POST", "/$batch", json={"requests": requests_body}, absolute=True)
         )
-        body = item.get("body")
+        answers: dict[str, BatchAnswer] = {}
+        for item in data.get("responses") or []:
+            if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+                continue
+            index = item["id"]
+            if not index.isdigit() or int(index) >= len(ids):
+                continue
+            raw_status = item.get("status")
+            raw_headers = item.get("headers")
+            answers[ids[int(index)]] = BatchAnswer(
+                status=raw_status if isinstance(raw_status, int) else 502,
+                headers=(
+                    {str(k): str(v) for k, v in raw_headers.items()}
+                    if isinstance(raw_headers, Mapping)
+                    else {}
+                ),
+                body=item.get("body"),
+            )
+        return answers
+
+    def _read_member(self, message_id: str, answer: BatchAnswer) -> EmailMessage:
+        """A 200 member's message (a body that is no JSON object is that member's error)."""
+        if not isinstance(answer.body, dict):
+            raise self._member_error(answer)
+        return self._message_from_json(message_id, answer.body)
+
+    def _member_error(self, answer: BatchAnswer) -> MailParityError:
+        """The exception one ``$batch`` member's error answer maps to (same as a single GET)."""
+        headers = dict(answer.headers)
+        body = answer.body
         if isinstance(body, (dict, list)):
             content = json_lib.dumps(body).encode("utf-8")
             headers.setdefault("Content-Type", "application/json")
@@ -647,15 +616,11 @@ class MicrosoftGraphAdapter(DeltaCatchUp):
         else:
             content = b""
         response = requests.Response()
-        response.status_code = status
+        response.status_code = answer.status
         response._content = content
         response.headers.update(headers)
         response.encoding = "utf-8"
-        error = graph_map_error(response)
-        if status == 401 and not isinstance(error, UnauthorizedError):
-            error = UnauthorizedError(error.message, status=401, code=error.code,
-                                      provider=self.provider)
-        return error
+        return graph_map_error(response)
 
     def _mime_headers(self, message_id: str) -> list[Header]:
         response = self._call("GET", f"/messages/{_mid(message_id)}/$value")
