@@ -138,6 +138,10 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     # The API reference really rendered from the docstrings (not just an empty page).
     reference = (site / "reference" / "webhooks" / "index.html").read_text(encoding="utf-8")
     assert 'id="mailparity.webhooks.WebhookHandler"' in reference
+    adapters = (site / "reference" / "adapters" / "index.html").read_text(encoding="utf-8")
+    for method in ("renew_webhook_subscription", "fetch_changes", "get_messages_details"):
+        anchor = f'id="mailparity.providers.graph.MicrosoftGraphAdapter.{method}"'
+        assert anchor in adapters, method
     # The Processor's methods inherited from its per-job-kind parts are listed too.
     for method in ("run_job", "adapter_for", "process_message", "handle_auth_failure"):
         assert f'id="mailparity.processing.Processor.{method}"' in reference, method
