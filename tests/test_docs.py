@@ -138,6 +138,9 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     # The API reference really rendered from the docstrings (not just an empty page).
     reference = (site / "reference" / "webhooks" / "index.html").read_text(encoding="utf-8")
     assert 'id="mailparity.webhooks.WebhookHandler"' in reference
+    fakes = (site / "reference" / "testing-fakes" / "index.html").read_text(encoding="utf-8")
+    for method in ("deliver", "fail_next", "remove_subscription", "notifications_for"):
+        assert f'id="mailparity.testing.FakeGraph.{method}"' in fakes, method
     adapters = (site / "reference" / "adapters" / "index.html").read_text(encoding="utf-8")
     for method in ("renew_webhook_subscription", "fetch_changes", "get_messages_details"):
         anchor = f'id="mailparity.providers.graph.MicrosoftGraphAdapter.{method}"'
