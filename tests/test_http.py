@@ -485,3 +485,15 @@ def test_batch_records_another_whole_request_failure_for_every_member() -> None:
     outage = ProviderUnavailableError("batch endpoint down", status=503)
     results = _Batch(outage).run(["a", "b"])
     assert results == {"a": outage, "b": outage}
+
+
+def test_batch_counts_a_wait_the_provider_asked_for(otel: Any) -> None:
+    batch = _Batch({"a": BatchAnswer(429, {}, 3.0), "b": BatchAnswer(503, {}, None)},
+                   {"a": _ok(), "b": _ok()})
+    batch.run(["a", "b"])
+    assert batch.sleeps == [3.0]
+    assert otel.value("mailparity.throttle.waits", provider="test", scope="request") == 1
+    # An outage without a Retry-After is backoff, not a request to slow down.
+    outage = {"a": BatchAnswer(503, {}, None)}
+    _Batch(outage, {"a": _ok()}).run(["a"])
+    assert otel.value("mailparity.throttle.waits", provider="test", scope="request") == 1

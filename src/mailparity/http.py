@@ -721,6 +721,7 @@ def run_batch(
         unauthorized: list[str] = []
         throttled: list[str] = []
         retry_after: float | None = None
+        slow_down = False  # a member asked to slow down (429, or a Retry-After)
         for mid in pending:
             answer = answers.get(mid)
             if answer is None:
@@ -750,15 +751,19 @@ def run_batch(
                 asked = getattr(failure, "retry_after", None)  # 429 and 503 may say
                 if asked is not None:
                     retry_after = max(retry_after or 0.0, float(asked))
+                slow_down = slow_down or answer.status == 429 or asked is not None
         if unauthorized:
             refreshed = True
             refresh()
+        if throttled and (
+            attempt >= policy.max_attempts
+            or (retry_after is not None and retry_after > policy.max_delay)
+        ):
+            throttled = []  # their throttling errors stay recorded (see above)
         if throttled:
-            if attempt >= policy.max_attempts or (
-                retry_after is not None and retry_after > policy.max_delay
-            ):
-                throttled = []  # their throttling errors stay recorded (see above)
-            elif retry_after is not None:
+            if slow_down:
+                telemetry.throttle_wait(provider, "request")
+            if retry_after is not None:
                 sleep(retry_after)  # exactly as asked (the longest of the members)
             else:
                 backoff = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
