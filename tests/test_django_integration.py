@@ -314,3 +314,62 @@ def test_the_admin_lists_jobs(env: Env, admin_client: Client) -> None:
     html = page.content.decode()
     assert google.provider_id in html
     assert "pending" in html
+
+
+def test_the_admin_retries_a_dead_job_and_buries_a_pending_one(
+    env: Env, admin_client: Client
+) -> None:
+    from datetime import datetime, timezone
+
+    from mailparity.models import Job
+
+    now = datetime.now(timezone.utc)
+    for job_id in ("dead-1", "pending-1"):
+        env.store.enqueue_job(Job(id=job_id, kind="sync", provider_id="p", payload={},
+                                  available_at=now, created_at=now))
+    env.store.claim_jobs("w", limit=1, now=now, lease_until=now, kinds=["sync"],
+                         provider_ids=["p"])
+    env.store.bury_job("dead-1", error="poison")
+    assert {j.id: j.status for j in env.store.list_jobs()} == {
+        "dead-1": "dead", "pending-1": "pending",
+    }
+
+    retried = admin_client.post(
+        "/admin/mailparity/job/", {"action": "retry_jobs", "_selected_action": ["dead-1"]}
+    )
+    assert retried.status_code == 302
+    jobs = env.store.list_jobs()
+    assert "dead-1" not in {j.id for j in jobs}  # a fresh copy replaced it
+    assert sorted(j.status for j in jobs) == ["pending", "pending"]
+
+    buried = admin_client.post(
+        "/admin/mailparity/job/",
+        {"action": "bury_jobs", "_selected_action": ["pending-1"]},
+        follow=True,
+    )
+    assert "1 job(s) buried." in buried.content.decode()
+    [dead] = env.store.list_jobs(status="dead")
+    assert dead.id == "pending-1"
+    assert dead.last_error == "buried by an operator: from the admin by mp-admin"
+    # Burying it again is refused with the reason, nothing changes.
+    again = admin_client.post(
+        "/admin/mailparity/job/",
+        {"action": "bury_jobs", "_selected_action": ["pending-1"]},
+        follow=True,
+    )
+    assert "only pending jobs are buried" in again.content.decode()
+
+
+def test_job_actions_need_the_change_permission(env: Env) -> None:
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create(username="viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_job"))
+    try:
+        client = Client()
+        client.force_login(user)
+        page = client.get("/admin/mailparity/job/")
+        assert page.status_code == 200
+        assert "retry_jobs" not in page.content.decode()
+    finally:
+        user.delete()

@@ -1,11 +1,11 @@
-"""The admin: mailboxes with their health, and the job queue, read-only.
+"""The admin: mailboxes with their health, read-only, and the job queue (retry, bury).
 
 A mailbox row shows its provider, tenant and address, the last push received, the last event
 published, when its subscription or watch expires and whether it needs consent again. Its
 config (client secrets, clientState, service account keys) and its tokens are never shown: the
 config column is not a field of the admin, and tokens have no admin at all. Mailboxes are
-connected and disconnected through the web connect flow or the command line, not edited here
-(a half-edited config would be worse than none).
+connected and disconnected through the web connect routes, not edited here (a half-edited config
+would be worse than none).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Max, OuterRef, Subquery
 
 from ...maintenance import LAST_PUSH_META
@@ -142,13 +142,50 @@ class MailboxAdmin(admin.ModelAdmin):  # type: ignore[misc]
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[misc]
-    """The job queue, read-only (``mailparity jobs retry|bury`` acts on it)."""
+    """The job queue: read-only rows, and two actions for stuck work (those of ``mailparity jobs
+    retry|bury``, :mod:`mailparity.jobs_admin`), for users with the ``change_job``
+    permission."""
 
     list_display = ("id", "kind", "provider_id", "status", "attempts", "due", "last_error")
     list_filter = ("status", "kind")
     search_fields = ("id", "provider_id")
     fields = ("id", "kind", "provider_id", "status", "attempts", "due", "worker_id", "last_error")
     readonly_fields = fields
+    actions = ("retry_jobs", "bury_jobs")
+
+    def has_operate_permission(self, request: Any) -> bool:
+        return bool(request.user.has_perm("mailparity.change_job"))
+
+    def _run(self, request: Any, queryset: Any, verb: str, operation: Any) -> None:
+        from ...jobs_admin import JobAdminError
+        from .store import DjangoStore
+
+        store = DjangoStore(using=queryset.db)
+        done, refused = 0, []
+        for job_id in queryset.values_list("id", flat=True):
+            try:
+                operation(store, job_id)
+                done += 1
+            except JobAdminError as exc:
+                refused.append(str(exc))
+        self.message_user(request, f"{done} job(s) {verb}.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    @admin.action(description="Run the selected jobs again now", permissions=["operate"])
+    def retry_jobs(self, request: Any, queryset: Any) -> None:
+        from ...jobs_admin import retry
+
+        self._run(request, queryset, "retried", retry)
+
+    @admin.action(description="Give up on the selected pending jobs", permissions=["operate"])
+    def bury_jobs(self, request: Any, queryset: Any) -> None:
+        from ...jobs_admin import bury
+
+        reason = f"from the admin by {request.user.get_username()}"
+        self._run(
+            request, queryset, "buried", lambda store, job_id: bury(store, job_id, reason=reason)
+        )
 
     @admin.display(description="due", ordering="available_at_us")
     def due(self, row: Job) -> str:
