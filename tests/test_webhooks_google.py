@@ -1,4 +1,7 @@
-"""WebhookHandler.handle_google: OIDC push authentication, envelopes, Gmail notifications."""
+"""WebhookHandler.handle_google: OIDC push authentication, envelopes, Gmail notifications.
+
+Gmail-specific by nature (the Pub/Sub push format and its OIDC tokens are the point); the
+semantics every push source shares run over each provider in ``test_webhooks_wsgi.py``."""
 
 from __future__ import annotations
 

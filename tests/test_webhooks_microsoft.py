@@ -1,4 +1,8 @@
-"""WebhookHandler.handle_microsoft: validation, notifications, lifecycle, the hostile matrix."""
+"""WebhookHandler.handle_microsoft: validation, notifications, lifecycle, the hostile matrix.
+
+Graph-specific by nature (its validation handshake, clientState and notification items are the
+point); the semantics every push source shares run over each provider in
+``test_webhooks_wsgi.py``."""
 
 from __future__ import annotations
 
