@@ -19,6 +19,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict examples/fastapi_helpdesk
 
 pytest: $(STAMP)
 	scripts/with-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -559,3 +559,36 @@ def test_token_endpoint_outage_is_transient_and_stores_nothing(
     with pytest.raises(ProviderUnavailableError):
         env.connect.callback(query, owner="user-1")
     nothing_stored(env)
+
+
+def test_a_look_alike_mailbox_gets_its_own_id(env: Env) -> None:
+    env.gmail.add_mailbox("help-example@test.example")
+    env.connect.callback(flow(env, "google"), owner="user-1")
+    env.gmail.add_mailbox("help.example@test.example")
+    first = env.connect.callback(
+        flow(env, "google", mailbox="help-example@test.example"), owner="user-1"
+    )
+    second = env.connect.callback(
+        flow(env, "google", mailbox="help.example@test.example"), owner="user-1"
+    )
+    assert first.provider_id == "google-help-example-test-example"
+    assert second.provider_id is not None
+    assert second.provider_id.startswith("google-help-example-test-example-")
+    assert {c.mailbox for c in env.store.list_providers()} == {
+        G_BOX, "help-example@test.example", "help.example@test.example"}
+
+
+def test_states_and_connections_in_a_sqlite_store(env: Env, tmp_path: Any) -> None:
+    from mailparity.stores.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "connect.sqlite3")
+    connect = WebConnect(store, redirect_uri=CALLBACK, providers=env.providers())
+    for provider in ("microsoft", "google"):
+        started = connect.start(provider, owner="user-1")
+        _, query, _ = authorize(started.url, fake_user=BOXES[provider])
+        result = connect.callback(query, owner="user-1")
+        assert store.load_tokens(result.provider_id or "") is not None
+        with pytest.raises(ConnectStateError) as caught:
+            connect.callback(query, owner="user-1")
+        assert caught.value.code == "state_reused"
+    assert len(store.list_providers()) == 2

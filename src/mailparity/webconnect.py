@@ -507,7 +507,7 @@ class WebConnect:
                 code="mailbox_taken", provider=spec.key,
             )
         pid = existing.provider_id if existing is not None else (
-            provider_id or _default_id(spec.key, mailbox)
+            provider_id or self._free_id(spec.key, mailbox)
         )
         changes: dict[str, Any] = {
             **fields, "mailbox": mailbox, "needs_consent": False, "auth_error_code": None
@@ -533,6 +533,14 @@ class WebConnect:
             fields={k: v for k, v in fields.items() if k != "client_secret"},
             return_to=return_to,
         )
+
+    def _free_id(self, key: str, mailbox: str) -> str:
+        """``<provider>-<mailbox>``, or with a random suffix when another connection holds that
+        id already (``a.b@x`` and ``a-b@x`` make the same one)."""
+        candidate = _default_id(key, mailbox)
+        while self.store.get_provider(candidate) is not None:
+            candidate = f"{_default_id(key, mailbox)}-{secrets_lib.token_hex(3)}"
+        return candidate
 
     def _verify(
         self,
