@@ -33,31 +33,16 @@ def _sleep(seconds: float) -> None:
 def profile_address(access_token: str, ctx: ConnectContext) -> str:
     """The address of the signed-in Gmail account (``users.getProfile``), read through the
     library's HTTP layer: timeouts, retries and error mapping as for every Gmail call."""
-    from ...http import RetryPolicy
-    from .transport import GmailHttpClient, is_gmail_retryable, map_gmail_error
+    import requests
 
-    client = GmailHttpClient(
-        sleep=_sleep,
-        provider="google",
-        map_error=map_gmail_error,
-        is_retryable=is_gmail_retryable,
-        retry=RetryPolicy(max_attempts=3, max_total=30.0),
-    )
+    from .webconnect import profile_address as read_profile
+
     try:
-        response = client.request(
-            "GET",
-            f"{GMAIL_API}/gmail/v1/users/me/profile",
-            headers={"Authorization": f"Bearer {access_token}"},
+        return read_profile(
+            access_token, base_url=GMAIL_API, session=requests.Session(), sleep=_sleep
         )
-        data = response.json()
     except MailParityError as exc:
         ctx.fail(f"could not read the Gmail profile with the new token: {exc}")
-    except ValueError:
-        ctx.fail("could not read the Gmail profile: the answer is not JSON")
-    address = data.get("emailAddress") if isinstance(data, dict) else None
-    if not isinstance(address, str) or not address:
-        ctx.fail("the Gmail profile has no emailAddress")
-    return address
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -188,21 +189,26 @@ def _redeem(
     return data
 
 
-def profile_address(access_token: str, *, base_url: str, session: requests.Session) -> str:
+def profile_address(
+    access_token: str,
+    *,
+    base_url: str,
+    session: requests.Session,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
     """The address of the account ``access_token`` belongs to (``users.getProfile``), through
-    the library's Gmail HTTP layer (timeouts, retries, error mapping).
+    the library's Gmail HTTP layer (timeouts, retries, error mapping); ``sleep`` waits between
+    retries. Used by the web connect flow and by ``mailparity connect google``.
 
     Raises:
         MailParityError: the profile could not be read or names no address.
     """
-    import time
-
     from ...http import RetryPolicy
     from .transport import GmailHttpClient, is_gmail_retryable, map_gmail_error
 
     client = GmailHttpClient(
         session=session,
-        sleep=time.sleep,
+        sleep=sleep,
         provider="google",
         map_error=map_gmail_error,
         is_retryable=is_gmail_retryable,
