@@ -359,3 +359,18 @@ def test_disconnect_from_a_form_goes_back(site: Site) -> None:
 def test_disconnect_is_post_only(site: Site) -> None:
     answer = site.client.get("/mail/connect/google-x/disconnect", {"X-User": "user-1"})
     assert answer.status in (404, 405)
+
+
+def test_same_origin_rule() -> None:
+    from mailparity.webconnect_routes import same_origin
+
+    assert same_origin({}, "helpdesk.test")
+    assert same_origin({"Origin": "https://helpdesk.test"}, "helpdesk.test")
+    assert same_origin({"Origin": "https://Helpdesk.test"}, "helpdesk.test")
+    # Behind a proxy terminating TLS the app sees http: the host decides.
+    assert same_origin({"origin": "https://helpdesk.test"}, "helpdesk.test")
+    assert not same_origin({"Origin": "https://evil.test"}, "helpdesk.test")
+    assert not same_origin({"Origin": "https://helpdesk.test.evil.test"}, "helpdesk.test")
+    assert not same_origin({"Origin": "null"}, "helpdesk.test")
+    assert not same_origin({"Sec-Fetch-Site": "cross-site"}, "helpdesk.test")
+    assert same_origin({"Sec-Fetch-Site": "same-origin"}, "helpdesk.test")

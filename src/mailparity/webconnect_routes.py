@@ -51,10 +51,12 @@ _SECURITY_HEADERS = {
 }
 
 
-def same_origin(headers: Mapping[str, str], host: str, scheme: str) -> bool:
+def same_origin(headers: Mapping[str, str], host: str) -> bool:
     """Whether a state-changing request comes from the host's own pages: refused when the
-    browser says the request is cross-site (``Sec-Fetch-Site``) or its ``Origin`` is another
-    site. Requests without either header (non-browser clients) pass."""
+    browser says the request is cross-site (``Sec-Fetch-Site``) or its ``Origin`` names another
+    host than ``host`` (the request's ``Host``). The scheme is not compared: behind a proxy that
+    terminates TLS the app sees ``http`` while the browser's origin is ``https``. Requests
+    without either header (non-browser clients) pass."""
     lowered = {name.lower(): value for name, value in headers.items()}
     if lowered.get("sec-fetch-site", "").lower() == "cross-site":
         return False
@@ -63,8 +65,7 @@ def same_origin(headers: Mapping[str, str], host: str, scheme: str) -> bool:
         return True
     if origin == "null":  # an opaque origin (a sandboxed frame, a data: page)
         return False
-    parts = urlsplit(origin)
-    return parts.netloc.lower() == host.lower() and parts.scheme.lower() == scheme.lower()
+    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 class ConnectRoutes:
@@ -145,14 +146,13 @@ class ConnectRoutes:
         *,
         headers: Mapping[str, str],
         host: str,
-        scheme: str,
         return_to: str | None = None,
     ) -> WebhookResponse:
         """``POST {prefix}/{provider_id}/disconnect`` (the connection must be the owner's)."""
         accept = _header(headers, "accept")
         if not owner:
             return _signed_out(accept)
-        if not same_origin(headers, host, scheme):
+        if not same_origin(headers, host):
             return _page(403, "Refused", "The request did not come from this site.",
                          accept, {"error": "cross_site"})
         try:

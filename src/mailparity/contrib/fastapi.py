@@ -201,8 +201,7 @@ def connect_router(
         answer = await run_in_threadpool(
             routes.disconnect, provider_id, await who(request),
             headers=dict(request.headers.items()),
-            host=request.headers.get("host", request.url.netloc),
-            scheme=request.url.scheme, return_to=return_to,
+            host=request.headers.get("host", request.url.netloc), return_to=return_to,
         )
         return _to_starlette(answer)
 

@@ -157,7 +157,7 @@ def connect_blueprint(
     def disconnect(provider_id: str) -> Response:
         answer = routes.disconnect(
             provider_id, owner(), headers=dict(request.headers.items()), host=request.host,
-            scheme=request.scheme, return_to=request.form.get("return_to"),
+            return_to=request.form.get("return_to"),
         )
         return _to_flask(answer)
 
