@@ -441,6 +441,8 @@ def test_admin_consent_without_mailbox_then_connect_mailbox(env: Env) -> None:
     started = env.connect.start_admin_consent("microsoft", owner="u")
     _, query, _ = authorize(started.url)
     consent = env.connect.callback(query, owner="u")
+    assert "client_secret" not in consent.fields
+    assert MS_SECRET not in repr(consent)
     assert consent.kind == "admin_consent"
     assert consent.provider_id is None
     nothing_stored(env)

@@ -382,7 +382,7 @@ class WebConnect:
             if not expected:
                 return ConnectResult(
                     kind="admin_consent", provider=spec.key, owner=owner, tenant=tenant,
-                    fields=fields, return_to=record.get("return_to"),
+                    fields=_public(fields), return_to=record.get("return_to"),
                 )
             return self._connect(
                 spec, owner=owner, tenant=tenant, mailbox=expected, expected=expected,
@@ -530,7 +530,7 @@ class WebConnect:
             kind="connect", provider=spec.key, owner=owner, tenant=tenant, provider_id=pid,
             mailbox=stored.mailbox, reconnected=existing is not None,
             subscription=subscription, subscription_error=error,
-            fields={k: v for k, v in fields.items() if k != "client_secret"},
+            fields=_public(fields),
             return_to=return_to,
         )
 
@@ -715,6 +715,12 @@ def _resolve(
     if connect.secrets is not None:
         return connect.secrets.get_secret(tenant, getattr(adapter_class, f"secret_{what}"))
     return None
+
+
+def _public(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` without the client secret (a result's fields are shown and logged; the
+    secret is resolved again from the settings when the fields are used)."""
+    return {key: value for key, value in fields.items() if key != "client_secret"}
 
 
 def _field_values(config: ProviderConfigBase, changes: Mapping[str, Any]) -> dict[str, Any]:
