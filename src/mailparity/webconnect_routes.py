@@ -146,9 +146,13 @@ class ConnectRoutes:
         *,
         headers: Mapping[str, str],
         host: str,
+        scheme: str | None = None,
         return_to: str | None = None,
     ) -> WebhookResponse:
-        """``POST {prefix}/{provider_id}/disconnect`` (the connection must be the owner's)."""
+        """``POST {prefix}/{provider_id}/disconnect`` (the connection must be the owner's).
+
+        ``headers`` and ``host`` (the request's ``Host``) feed :func:`same_origin`; ``scheme`` is
+        accepted from integrations that pass it and not compared (see there)."""
         accept = _header(headers, "accept")
         if not owner:
             return _signed_out(accept)
