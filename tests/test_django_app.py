@@ -318,3 +318,39 @@ def test_the_attachments_setting_reaches_the_processor() -> None:
     ):
         with pytest.raises(ImproperlyConfigured, match=message):
             conf.parse_settings({"ATTACHMENTS": bad})
+
+
+# ------------------------------------------------------------------------------ system checks
+
+
+def test_sqlite_settings_are_checked() -> None:
+    import django
+
+    from mailparity.contrib.django.checks import sqlite_warnings
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}
+    ids = [warning.id for warning in sqlite_warnings("default", sqlite)]
+    expected = ["mailparity.W001"] + (["mailparity.W002"] if django.VERSION >= (5, 1) else [])
+    assert ids == expected
+    tuned = {**sqlite, "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"}}
+    assert sqlite_warnings("default", tuned) == []
+    postgres = {"ENGINE": "django.db.backends.postgresql", "NAME": "helpdesk"}
+    assert sqlite_warnings("default", postgres) == []
+
+
+def test_manage_py_check_runs_the_checks() -> None:
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    # The test database has a timeout and no IMMEDIATE mode: W002 is shown (on Django 5.1+).
+    call_command("check", stdout=out, stderr=out)
+    import django
+
+    assert ("mailparity.W002" in out.getvalue()) == (django.VERSION >= (5, 1))
+    assert "mailparity.W001" not in out.getvalue()
+    with override_settings(MAILPARITY={"STORE": "memory"}):
+        from mailparity.contrib.django.checks import check_sqlite_database
+
+        assert check_sqlite_database() == []

@@ -18,6 +18,10 @@ class MailparityConfig(AppConfig):  # type: ignore[misc]
     def ready(self) -> None:
         # A wrong MAILPARITY setting fails at start-up (runserver, migrate, the worker), with
         # the key it is about, rather than on the first webhook.
+        from django.core import checks
+
+        from .checks import check_sqlite_database
         from .conf import mailparity_settings
 
         mailparity_settings()
+        checks.register(check_sqlite_database, checks.Tags.database)
