@@ -427,6 +427,7 @@ class StoreContract:
 
 
     def test_compare_and_set_cursor_from_no_cursor(self, store: Any) -> None:
+        checked = 0
         for key, kit in provider_kits():
             spec = get_spec(key)
             if kit.cursor_values is None or spec.cursor_field is None:
@@ -443,6 +444,8 @@ class StoreContract:
             assert store.compare_and_set_cursor(pid, None, first) is True, key
             assert store.compare_and_set_cursor(pid, None, second) is False, key
             assert getattr(store.get_provider(pid), field) == first
+            checked += 1
+        assert checked, "no registered provider's cursor can be None"
 
 
     # ------------------------------------------------------------------------------ dedupe
