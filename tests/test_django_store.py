@@ -126,3 +126,28 @@ def _recreate_credential_table(alias: str) -> None:
 
     with connections[alias].schema_editor() as editor:
         editor.create_model(Credential)
+
+
+def test_prune_deletes_more_meta_values_than_one_statement_takes() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from mailparity.protocols import PruneCutoffs
+
+    for store in _store("default"):
+        from mailparity.contrib.django import models as m
+
+        m.MetaValue.objects.using(store.using).bulk_create(
+            m.MetaValue(provider_id="p", key=f"msg-dead:{n}", value="x", updated_at_us=n)
+            for n in range(1200)
+        )
+        store.set_meta("p", "last_push_at", "kept")
+        later = datetime.now(timezone.utc) + timedelta(days=1)
+        counts = store.prune(
+            PruneCutoffs(
+                dedupe_before=later, done_jobs_before=later, dead_jobs_before=later,
+                meta_before=later, meta_prefixes=("msg-dead:",),
+            )
+        )
+        assert counts["meta"] == 1200
+        assert store.get_meta("p", "last_push_at") == "kept"
+        assert m.MetaValue.objects.using(store.using).count() == 1

@@ -68,6 +68,8 @@ _T = TypeVar("_T")
 
 #: The epoch, as the "free" lease of a placeholder lock row.
 _FREE = 0
+#: Ids per ``IN (...)`` of a bulk delete.
+_CHUNK = 500
 
 
 def _dumps(value: object) -> str:
@@ -636,13 +638,14 @@ class DjangoStore:
                 .values_list("pk", "key")
                 if meta_key_matches(key, cutoffs.meta_prefixes)
             ]
-            counts["meta"] = (
-                self._delete(
-                    self._q(m.MetaValue).filter(pk__in=stale, updated_at_us__lt=meta_before)
+            counts["meta"] = 0
+            # In slices: SQLite caps the parameters of one statement.
+            for start in range(0, len(stale), _CHUNK):
+                counts["meta"] += self._delete(
+                    self._q(m.MetaValue).filter(
+                        pk__in=stale[start : start + _CHUNK], updated_at_us__lt=meta_before
+                    )
                 )
-                if stale
-                else 0
-            )
         return counts
 
     @staticmethod
