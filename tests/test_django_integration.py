@@ -64,9 +64,8 @@ class Env:
         )
 
 
-@pytest.fixture
-def env(tmp_path: Any) -> Iterator[Env]:
-    alias = django_support.migrated("default")
+def _environment(alias: str, tmp_path: Any) -> Iterator[Env]:
+    django_support.migrated(alias)
     django_support.clear_tables(alias)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         graph, gmail = FakeGraph(), FakeGmail()
@@ -101,6 +100,18 @@ def env(tmp_path: Any) -> Iterator[Env]:
     django_support.clear_tables(alias)
 
 
+@pytest.fixture
+def env(tmp_path: Any) -> Iterator[Env]:
+    """The app on the ORM store on SQLite."""
+    yield from _environment("default", tmp_path)
+
+
+@pytest.fixture(params=["default", "postgres"], ids=["sqlite", "postgres"])
+def any_db_env(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Env]:
+    """The app on the ORM store on SQLite, then on PostgreSQL (skipped without a server)."""
+    yield from _environment(request.param, tmp_path)
+
+
 def _run(command: str, *args: str, **options: Any) -> str:
     out = io.StringIO()
     call_command(command, *args, stdout=out, stderr=out, **options)
@@ -110,7 +121,10 @@ def _run(command: str, *args: str, **options: Any) -> str:
 # ------------------------------------------------------------------------------ pushes
 
 
-def test_gmail_push_through_the_urls_then_the_worker_command_sends_the_signal(env: Env) -> None:
+def test_gmail_push_through_the_urls_then_the_worker_command_sends_the_signal(
+    any_db_env: Env,
+) -> None:
+    env = any_db_env
     mailbox = connect_google(env.store, env.gmail)
     env.gmail.deliver(mailbox.mailbox, RAW)
 
@@ -134,7 +148,10 @@ def test_gmail_push_through_the_urls_then_the_worker_command_sends_the_signal(en
     assert env.store.count_jobs() == 0
 
 
-def test_graph_notification_through_the_urls_then_the_worker_runs_once(env: Env) -> None:
+def test_graph_notification_through_the_urls_then_the_worker_runs_once(
+    any_db_env: Env,
+) -> None:
+    env = any_db_env
     mailbox = connect_microsoft(env.store, env.graph)
     message_id = env.graph.deliver(mailbox.mailbox, RAW)
 
