@@ -1132,3 +1132,36 @@ def test_demo_wiring(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, _ = run("demo", "--output", str(run.tmp_path / "out"))
     assert code == 0
     assert calls == [{"output_dir": run.tmp_path / "out", "verbose": False}]
+
+
+# ---------------------------------------------------------------------------- connection events
+
+
+def test_connect_publishes_connected_then_reauthorized(
+    run: Cli, msal_fake: type[FakePublicClient]
+) -> None:
+    from mailparity.publishers import JsonlFilePublisher
+
+    assert run("connect", "microsoft", "--client-id", "client-1", "--id", "ms")[0] == 0
+    with run.store() as store:
+        store.update_provider("ms", {"needs_consent": True, "auth_error_code": "invalid_grant"})
+    assert run("connect", "microsoft", "--client-id", "client-1")[0] == 0
+    events = JsonlFilePublisher.read(run.events)
+    assert [e["eventType"] for e in events] == [
+        "EMAIL_PROVIDER_CONNECTED", "EMAIL_PROVIDER_REAUTHORIZED"]
+    assert events[0]["providerId"] == events[1]["providerId"] == "ms"
+    assert events[0]["mailbox"] == MAILBOX
+    assert events[1]["neededConsent"] is True
+    assert all(secret not in json.dumps(events) for secret in SECRETS)
+
+
+def test_connect_warns_when_the_event_cannot_be_published(
+    run: Cli, msal_fake: type[FakePublicClient]
+) -> None:
+    run.events.mkdir()  # a directory: appending to it fails
+    code, out, err = run("connect", "microsoft", "--client-id", "client-1", "--id", "ms")
+    assert code == 0
+    assert "connected" in out
+    assert "the connection event was not published" in err
+    with run.store() as store:
+        assert store.get_provider("ms") is not None

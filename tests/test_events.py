@@ -82,7 +82,8 @@ def test_the_schema_covers_every_event_class_by_its_event_type():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     mapping = schema["discriminator"]["mapping"]
     assert set(mapping) == set(EVENT_TYPES) == {
-        "INBOUND_EMAIL_RECEIVED", "EMAIL_PROVIDER_AUTH_FAILED",
+        "INBOUND_EMAIL_RECEIVED", "EMAIL_PROVIDER_AUTH_FAILED", "EMAIL_PROVIDER_CONNECTED",
+        "EMAIL_PROVIDER_REAUTHORIZED", "EMAIL_PROVIDER_SUBSCRIPTION_LOST",
     }
     for event_type, cls in EVENT_TYPES.items():
         definition = schema["$defs"][cls.__name__]
@@ -225,7 +226,10 @@ def test_parse_event_is_exported_at_the_top():
         ('"INBOUND_EMAIL_RECEIVED"', "an event is a JSON object, not str"),
         ({"eventId": "e1"}, "not an event: no eventType"),
         ({"eventType": "TICKET_CREATED"}, "unknown eventType 'TICKET_CREATED'; this library knows"
-                                          " EMAIL_PROVIDER_AUTH_FAILED, INBOUND_EMAIL_RECEIVED"),
+                                          " EMAIL_PROVIDER_AUTH_FAILED, EMAIL_PROVIDER_CONNECTED,"
+                                          " EMAIL_PROVIDER_REAUTHORIZED,"
+                                          " EMAIL_PROVIDER_SUBSCRIPTION_LOST,"
+                                          " INBOUND_EMAIL_RECEIVED"),
         ({"eventType": 7}, "unknown eventType 'int'"),
         (42, "parse_event takes bytes, str or a mapping, not int"),
     ],

@@ -763,3 +763,63 @@ def test_maintain_loop_repeats_until_interrupted(
     assert code == 130
     assert waits == [30.0, 30.0]
     assert capsys.readouterr().out.count("renewed=") == 2
+
+
+# ---------------------------------------------------------------------------- subscription lost
+
+
+def _down() -> ProviderUnavailableError:
+    return ProviderUnavailableError("Graph is down", status=503)
+
+
+def test_an_expired_subscription_that_cannot_be_recreated_is_lost_once(env: Env) -> None:
+    now = env.clock()
+    box = env.add(graph_config("ms", webhook_subscription_id="s1",
+                               webhook_expires_at=now - timedelta(hours=1)))
+    box.fail("renew", "*", _down(), _down())
+    env.maintenance().renew_subscriptions()
+    (lost,) = env.publisher.subscriptions_lost
+    assert (lost.provider_id, lost.provider, lost.subscription_id) == ("ms", "microsoft", "s1")
+    assert lost.expired_at == now - timedelta(hours=1)
+    assert lost.error.startswith("ProviderUnavailableError: Graph is down")
+    # The next failing sweep: the same occurrence, no second event.
+    env.maintenance().renew_subscriptions()
+    assert len(env.publisher.subscriptions_lost) == 1
+    # Renewed again: the occurrence is over; a later loss is a new event with a new id.
+    report = env.maintenance().renew_subscriptions()
+    assert report.renewed == ["ms"]
+    env.store.update_provider("ms", {"webhook_expires_at": env.clock() - timedelta(minutes=1)})
+    box.fail("renew", "*", _down())
+    env.maintenance().renew_subscriptions()
+    first, second = env.publisher.subscriptions_lost
+    assert first.event_id != second.event_id
+
+
+def test_a_failed_renewal_of_a_live_subscription_is_not_a_loss(env: Env) -> None:
+    now = env.clock()
+    box = env.add(graph_config("ms", webhook_subscription_id="s1",
+                               webhook_expires_at=now + timedelta(hours=2)))
+    box.fail("renew", "*", _down())
+    report = env.maintenance().renew_subscriptions()
+    assert "ms" in report.failed
+    assert env.publisher.subscriptions_lost == []
+
+
+def test_a_watch_that_cannot_be_created_is_lost(env: Env) -> None:
+    box = env.add(gmail_config("gm"))
+    box.fail("register", "*", RuntimeError(f"boom with {ACCESS}"))
+    env.maintenance().renew_subscriptions()
+    (lost,) = env.publisher.subscriptions_lost
+    assert (lost.provider, lost.subscription_id, lost.expired_at) == ("google", None, None)
+    assert lost.error == "RuntimeError"  # a foreign exception's text is never published
+    assert ACCESS not in lost.model_dump_json()
+
+
+def test_a_failing_publisher_retries_the_lost_event_next_sweep(env: Env) -> None:
+    box = env.add(gmail_config("gm"))
+    box.fail("register", "*", _down(), _down())
+    env.publisher.fail_next(1)
+    env.maintenance().renew_subscriptions()
+    assert env.publisher.subscriptions_lost == []
+    env.maintenance().renew_subscriptions()
+    assert len(env.publisher.subscriptions_lost) == 1

@@ -214,7 +214,7 @@ def test_callback_publisher_typed_function_failures_become_publish_errors() -> N
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "needs a function: fn, on_email or on_auth_failure"),
+        ({}, "needs a function: fn, on_email, on_auth_failure, on_connected"),
         ({"on_email": "print"}, "on_email must be callable, not str"),
         ({"on_auth_failure": 3}, "on_auth_failure must be callable, not int"),
     ],

@@ -198,7 +198,25 @@ def _save_connection(
             file=sys.stderr,
         )
     print(f"{verb} {mailbox} as provider {provider_id}")
+    _announce(args, store.get_provider(provider_id), existing)
     return 0
+
+
+def _announce(args: argparse.Namespace, config: Any, existing: Any) -> None:
+    """Publish EMAIL_PROVIDER_CONNECTED / REAUTHORIZED to ``--events``; a failure only warns
+    (the connection is stored)."""
+    from .mailbox_events import announce_connection
+
+    if config is None:
+        return
+    try:
+        announce_connection(
+            _publisher(args), config, reconnected=existing is not None,
+            needed_consent=existing is not None and existing.needs_consent,
+        )
+    except Exception as exc:
+        print(f"warning: the connection event was not published ({type(exc).__name__})",
+              file=sys.stderr)
 
 
 class ConnectContext:

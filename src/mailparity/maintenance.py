@@ -30,7 +30,7 @@ from typing import Any
 
 import requests
 
-from . import telemetry
+from . import mailbox_events, telemetry
 from .errors import AuthExpiredError, CredentialsMissingError, MailParityError
 from .models import Job, utcnow
 from .protocols import (
@@ -297,15 +297,30 @@ class Maintenance:
             except MailParityError as exc:
                 log.warning("renewal of provider %s failed: %s", pid, exc)
                 report.failed[pid] = str(exc)
+                self._lost_if_gone(fresh or config, exc, now)
             except Exception as exc:  # one broken provider must not stop the sweep
                 log.error(
                     "renewal of provider %s failed: %s", pid, type(exc).__name__, exc_info=True
                 )
                 # Only the type: a foreign exception's text may quote a request and its token.
                 report.failed[pid] = f"unexpected error: {type(exc).__name__}"
+                self._lost_if_gone(fresh or config, exc, now)
             finally:
                 self.store.release_lock(lock, self.owner)
         return report
+
+    def _lost_if_gone(self, config: AnyProviderConfig, error: BaseException, now: datetime) -> None:
+        """A create / renew failed: when the mailbox has no working subscription left (none
+        recorded, or the recorded one expired), publish EMAIL_PROVIDER_SUBSCRIPTION_LOST (once per
+        occurrence). A subscription that still lives is only retried by the next sweep."""
+        rule = spec_for(config).renewal
+        sub_id, expires = rule.state(config) if rule is not None else (None, None)
+        if expires is not None and _aware(expires) > now:
+            return
+        mailbox_events.subscription_lost(
+            self.store, self.publisher, config, error, subscription_id=sub_id,
+            expired_at=None if expires is None else _aware(expires), clock=self.clock,
+        )
 
     def _renew_one(
         self, config: AnyProviderConfig, now: datetime, report: MaintenanceReport
@@ -320,11 +335,13 @@ class Maintenance:
         existed = previous_id is not None or expires is not None
         if not existed:
             adapter.register_webhook_subscription()
+            mailbox_events.subscription_restored(self.store, pid)
             report.created.append(pid)
             # A new subscription cannot tell what arrived while there was none.
             self.enqueue_sync(pid, "subscription created", report)
             return
         subscription = adapter.renew_webhook_subscription()
+        mailbox_events.subscription_restored(self.store, pid)
         if previous_id is not None and subscription.id not in (None, previous_id):
             # The adapter recreated it (Graph no longer knew the old one): a gap in pushes.
             report.created.append(pid)

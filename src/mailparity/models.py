@@ -31,6 +31,9 @@ __all__ = [
     "EmailBody",
     "EmailMessage",
     "EmailProviderAuthFailed",
+    "EmailProviderConnected",
+    "EmailProviderReauthorized",
+    "EmailProviderSubscriptionLost",
     "EventLimits",
     "GmailProviderConfig",
     "Header",
@@ -517,7 +520,60 @@ class EmailProviderAuthFailed(_Event):
     """What failed, free of secrets."""
 
 
-MailParityEvent: TypeAlias = InboundEmailReceived | EmailProviderAuthFailed
+class EmailProviderConnected(_Event):
+    """``EMAIL_PROVIDER_CONNECTED``: a new mailbox connection was stored (a connect flow ended)."""
+
+    event_type: Literal["EMAIL_PROVIDER_CONNECTED"] = "EMAIL_PROVIDER_CONNECTED"
+    """Always ``EMAIL_PROVIDER_CONNECTED``."""
+    provider: ProviderName
+    """The provider's registry key."""
+    mailbox: str
+    """The mailbox that was connected."""
+
+
+class EmailProviderReauthorized(_Event):
+    """``EMAIL_PROVIDER_REAUTHORIZED``: an existing mailbox connection signed in again (new
+    consent, new tokens); when it needed consent, its auth failure is over."""
+
+    event_type: Literal["EMAIL_PROVIDER_REAUTHORIZED"] = "EMAIL_PROVIDER_REAUTHORIZED"
+    """Always ``EMAIL_PROVIDER_REAUTHORIZED``."""
+    provider: ProviderName
+    """The provider's registry key."""
+    mailbox: str
+    """The mailbox that signed in again."""
+    needed_consent: bool = False
+    """The connection needed consent before (an ``EMAIL_PROVIDER_AUTH_FAILED`` ends here)."""
+
+
+class EmailProviderSubscriptionLost(_Event):
+    """``EMAIL_PROVIDER_SUBSCRIPTION_LOST``: the mailbox has no working subscription or watch
+    (none was made, or the last one expired or was removed) and it could not be created again.
+    Pushes stop; the maintenance sweep's catch-up still delivers the mail, later. Once per
+    occurrence; a subscription created or renewed again ends it."""
+
+    event_type: Literal["EMAIL_PROVIDER_SUBSCRIPTION_LOST"] = "EMAIL_PROVIDER_SUBSCRIPTION_LOST"
+    """Always ``EMAIL_PROVIDER_SUBSCRIPTION_LOST``."""
+    provider: ProviderName
+    """The provider's registry key."""
+    mailbox: str
+    """The mailbox whose pushes stopped."""
+    subscription_id: str | None = None
+    """The lost subscription's id (Graph), None for a Gmail watch or when there was none."""
+    expired_at: datetime | None = None
+    """When the lost subscription or watch expired, when known."""
+    error_code: str | None = None
+    """The provider's error code of the last attempt to create it, when it sent one."""
+    error: str = ""
+    """Why it could not be created, free of secrets."""
+
+
+MailParityEvent: TypeAlias = (
+    InboundEmailReceived
+    | EmailProviderAuthFailed
+    | EmailProviderConnected
+    | EmailProviderReauthorized
+    | EmailProviderSubscriptionLost
+)
 
 
 class OAuthTokens(_Model):

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MailParityError, PublishError
-from .models import EmailProviderAuthFailed, InboundEmailReceived, MailParityEvent
+from .models import (
+    EmailProviderAuthFailed,
+    EmailProviderConnected,
+    EmailProviderReauthorized,
+    EmailProviderSubscriptionLost,
+    InboundEmailReceived,
+    MailParityEvent,
+)
 
 try:  # POSIX; elsewhere appends rely on O_APPEND alone
     import fcntl
@@ -102,6 +109,29 @@ class InMemoryPublisher:
         with self._lock:
             return [event for event in self.events if isinstance(event, EmailProviderAuthFailed)]
 
+    @property
+    def connected(self) -> list[EmailProviderConnected]:
+        """The recorded ``EMAIL_PROVIDER_CONNECTED`` events, in order, typed as such."""
+        with self._lock:
+            return [event for event in self.events if isinstance(event, EmailProviderConnected)]
+
+    @property
+    def reauthorized(self) -> list[EmailProviderReauthorized]:
+        """The recorded ``EMAIL_PROVIDER_REAUTHORIZED`` events, in order, typed as such."""
+        with self._lock:
+            return [
+                event for event in self.events if isinstance(event, EmailProviderReauthorized)
+            ]
+
+    @property
+    def subscriptions_lost(self) -> list[EmailProviderSubscriptionLost]:
+        """The recorded ``EMAIL_PROVIDER_SUBSCRIPTION_LOST`` events, in order, typed as such."""
+        with self._lock:
+            return [
+                event for event in self.events
+                if isinstance(event, EmailProviderSubscriptionLost)
+            ]
+
     def events_of_type(self, event_type: str) -> list[MailParityEvent]:
         """The recorded events whose ``event_type`` is ``event_type``, in order."""
         with self._lock:
@@ -116,12 +146,16 @@ class InMemoryPublisher:
 class CallbackPublisher:
     """Adapts functions to the ``EventPublisher`` protocol, one per kind of event.
 
-    ``on_email`` gets every :class:`~mailparity.models.InboundEmailReceived` and
-    ``on_auth_failure`` every :class:`~mailparity.models.EmailProviderAuthFailed`, each typed as
-    its own event class (``event.email_data`` type-checks under ``mypy --strict``). ``fn``, the
-    positional function, gets the events no typed function takes (all of them when it is the
-    only one). An event no function takes is accepted and not passed on: the mailbox's health
-    stays in the store (``needs_consent``) whatever the publisher does with the event. ::
+    ``on_email`` gets every :class:`~mailparity.models.InboundEmailReceived`,
+    ``on_auth_failure`` every :class:`~mailparity.models.EmailProviderAuthFailed`,
+    ``on_connected`` every :class:`~mailparity.models.EmailProviderConnected`,
+    ``on_reauthorized`` every :class:`~mailparity.models.EmailProviderReauthorized` and
+    ``on_subscription_lost`` every :class:`~mailparity.models.EmailProviderSubscriptionLost`,
+    each typed as its own event class (``event.email_data`` type-checks under
+    ``mypy --strict``). ``fn``, the positional function, gets the events no typed function
+    takes (all of them when it is the only one). An event no function takes is accepted and not
+    passed on: the mailbox's health stays in the store (``needs_consent``) whatever the
+    publisher does with the event. ::
 
         mp.CallbackPublisher(on_email=lambda event: print(event.email_data.subject))
 
@@ -136,24 +170,39 @@ class CallbackPublisher:
         *,
         on_email: Callable[[InboundEmailReceived], object] | None = None,
         on_auth_failure: Callable[[EmailProviderAuthFailed], object] | None = None,
+        on_connected: Callable[[EmailProviderConnected], object] | None = None,
+        on_reauthorized: Callable[[EmailProviderReauthorized], object] | None = None,
+        on_subscription_lost: Callable[[EmailProviderSubscriptionLost], object] | None = None,
     ) -> None:
-        given = {"fn": fn, "on_email": on_email, "on_auth_failure": on_auth_failure}
+        given = {
+            "fn": fn, "on_email": on_email, "on_auth_failure": on_auth_failure,
+            "on_connected": on_connected, "on_reauthorized": on_reauthorized,
+            "on_subscription_lost": on_subscription_lost,
+        }
         for name, value in given.items():
             if value is not None and not callable(value):
                 raise TypeError(
                     f"CallbackPublisher {name} must be callable, not {type(value).__name__}"
                 )
         if all(value is None for value in given.values()):
-            raise TypeError("CallbackPublisher needs a function: fn, on_email or on_auth_failure")
+            raise TypeError(
+                "CallbackPublisher needs a function: fn, on_email, on_auth_failure, on_connected,"
+                " on_reauthorized or on_subscription_lost"
+            )
         self._fn = fn
         self._on_email = on_email
         self._on_auth_failure = on_auth_failure
+        self._on_connected = on_connected
+        self._on_reauthorized = on_reauthorized
+        self._on_subscription_lost = on_subscription_lost
 
     def __repr__(self) -> str:
         parts = []
         for label, value in (
             ("", self._fn), ("on_email=", self._on_email),
-            ("on_auth_failure=", self._on_auth_failure),
+            ("on_auth_failure=", self._on_auth_failure), ("on_connected=", self._on_connected),
+            ("on_reauthorized=", self._on_reauthorized),
+            ("on_subscription_lost=", self._on_subscription_lost),
         ):
             if value is not None:
                 name = getattr(value, "__qualname__", type(value).__name__)
@@ -167,6 +216,15 @@ class CallbackPublisher:
                 self._on_email(event)
             elif isinstance(event, EmailProviderAuthFailed) and self._on_auth_failure is not None:
                 self._on_auth_failure(event)
+            elif isinstance(event, EmailProviderConnected) and self._on_connected is not None:
+                self._on_connected(event)
+            elif isinstance(event, EmailProviderReauthorized) and self._on_reauthorized is not None:
+                self._on_reauthorized(event)
+            elif (
+                isinstance(event, EmailProviderSubscriptionLost)
+                and self._on_subscription_lost is not None
+            ):
+                self._on_subscription_lost(event)
             elif self._fn is not None:
                 self._fn(event)
             else:

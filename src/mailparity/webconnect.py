@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets as secrets_lib
@@ -62,12 +63,15 @@ from .errors import (
     MailParityError,
     WebConnectError,
 )
+from .mailbox_events import announce_connection
 from .models import WebhookSubscription, utcnow
 
 if TYPE_CHECKING:
     from .models import OAuthTokens, ProviderConfigBase
-    from .protocols import SecretStore, StateStore
+    from .protocols import EventPublisher, SecretStore, StateStore
     from .providers.base import ProviderSpec, WebConnectHook, WebConnectSettings
+
+_log = logging.getLogger("mailparity.webconnect")
 
 __all__ = [
     "DEFAULT_STATE_TTL",
@@ -195,6 +199,10 @@ class WebConnect:
         subscribe: create the subscription / watch once a mailbox is connected.
         timeout: (connect, read) seconds of each call to a token endpoint.
         adapter_options: keyword arguments for the adapters (``sleep``, ``retry`` ...).
+        publisher: when given, a connected mailbox is announced through it:
+            ``EMAIL_PROVIDER_CONNECTED``, or ``EMAIL_PROVIDER_REAUTHORIZED`` for a mailbox
+            connected before (:func:`mailparity.mailbox_events.announce_connection`). A failing
+            publisher is logged; the connection stands.
     """
 
     def __init__(
@@ -210,6 +218,7 @@ class WebConnect:
         subscribe: bool = True,
         timeout: tuple[float, float] = (10.0, 30.0),
         adapter_options: Mapping[str, Any] | None = None,
+        publisher: EventPublisher | None = None,
     ) -> None:
         if state_ttl <= timedelta(0):
             raise ValueError("state_ttl must be positive")
@@ -223,6 +232,7 @@ class WebConnect:
         self.subscribe = subscribe
         self.timeout = timeout
         self.adapter_options = dict(adapter_options or {})
+        self.publisher = publisher
 
     def __repr__(self) -> str:
         return f"WebConnect(store={type(self.store).__name__}, providers={self.providers()})"
@@ -526,6 +536,16 @@ class WebConnect:
             self.store.save_provider(config)
             stored = self.store.get_provider(pid) or config
         subscription, error = self._subscribe(spec, stored, renew=existing is not None)
+        if self.publisher is not None:
+            try:
+                announce_connection(
+                    self.publisher, stored, reconnected=existing is not None,
+                    needed_consent=existing is not None and existing.needs_consent,
+                    occurred_at=self.clock(),
+                )
+            except Exception as exc:  # the mailbox is connected; only the announcement failed
+                _log.warning("announcing the connection of %s failed: %s", pid,
+                             type(exc).__name__)
         return ConnectResult(
             kind="connect", provider=spec.key, owner=owner, tenant=tenant, provider_id=pid,
             mailbox=stored.mailbox, reconnected=existing is not None,

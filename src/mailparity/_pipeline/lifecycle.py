@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import mailbox_events
 from ..adapter import EmailProviderAdapter, Reauthorize
 from ..errors import AuthError, ConfigurationError
 from ..models import Job
@@ -53,6 +54,7 @@ class LifecycleJobs(ProcessorBase):
                     adapter.renew_webhook_subscription()
             elif event == LIFECYCLE_SUBSCRIPTION_REMOVED:
                 adapter.register_webhook_subscription()
+                mailbox_events.subscription_restored(self.store, pid)
         except (AuthError, ConfigurationError):
             raise
         except Exception as exc:
@@ -60,6 +62,12 @@ class LifecycleJobs(ProcessorBase):
                 log.error("provider %s: giving up on lifecycle %s: %s", pid, event,
                           _describe(exc))
                 self._report(pid, None, exc)
+                if event == LIFECYCLE_SUBSCRIPTION_REMOVED:  # removed, and not recreated
+                    mailbox_events.subscription_lost(
+                        self.store, self.publisher, provider, exc,
+                        subscription_id=subscription_id if isinstance(subscription_id, str)
+                        else None, clock=self.clock,
+                    )
                 self.store.bury_job(job.id, error=_describe(exc))
                 self._enqueue_sync(pid, f"lifecycle {event} failed")
                 return
