@@ -507,6 +507,12 @@ measured side by side in the same run, not absolute rates.
   renewal sweep over many providers and the dedupe store at scale.
 - Self-contained modules named `benchmarks/bench_*.py` with a `section()` returning markdown
   (the MIME / HTML normalizer benchmark) are run too and their sections appended.
+- **Store size with retention** (`benchmarks/bench_retention.py`): a simulated clock runs the
+  real `Processor` on a `SqliteStore` file for 120 days of 50 pushed messages a day (every 10th
+  pushed twice, every 50th given up on, every 25th with a failed "mark processed"), and the
+  maintenance sweep's retention once a day; rows per table and the bytes in use (pages minus the
+  free list SQLite reuses) are sampled daily, side by side with retention off. The store's own
+  timestamps follow the simulated clock; the adapter builds messages in memory (no HTTP).
 
 ## What limits the numbers (measured while writing these benchmarks)
 
