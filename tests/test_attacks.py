@@ -605,7 +605,8 @@ def _connect_google(tmp_path: Path, *options: str) -> tuple[int, str]:
     env = {**os.environ, "OAUTHLIB_INSECURE_TRANSPORT": "1", "PYTHONPATH": ""}
     result = subprocess.run(
         [sys.executable, str(runner), OAUTH_ACCESS, OAUTH_REFRESH, OAUTH_CODE,
-         "--store", str(tmp_path / "store.sqlite3"), *options,
+         "--store", str(tmp_path / "store.sqlite3"), "--events", str(tmp_path / "events.jsonl"),
+         *options,
          "connect", "google", "--client-id", "gclient.apps.googleusercontent.com",
          "--client-secret", OAUTH_CLIENT_SECRET, "--id", "g"],
         capture_output=True, text=True, timeout=120, env=env, check=False,

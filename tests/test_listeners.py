@@ -129,16 +129,17 @@ def test_worker_does_not_listen_unless_asked(hook_provider: ProviderSpec) -> Non
 def test_cli_connect_hook_saves_and_reconnects(hook_provider: ProviderSpec, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "s.sqlite3")
-    assert main(["--store", db, "connect", "hooktest", "--mailbox", "a@example.com",
-                 "--word", "one"]) == 0
-    assert main(["--store", db, "connect", "hooktest", "--mailbox", "a@example.com",
-                 "--word", "two"]) == 0
+    events = str(tmp_path / "events.jsonl")
+    assert main(["--store", db, "--events", events, "connect", "hooktest", "--mailbox",
+                 "a@example.com", "--word", "one"]) == 0
+    assert main(["--store", db, "--events", events, "connect", "hooktest", "--mailbox",
+                 "a@example.com", "--word", "two"]) == 0
     out = capsys.readouterr().out
     assert "connected a@example.com" in out
     assert "reconnected a@example.com" in out
     [config] = SqliteStore(db).list_providers()
     assert isinstance(config, HookConfig)
     assert config.secret_word == "two"
-    assert main(["--store", db, "connect", "hooktest", "--mailbox", "b@example.com",
-                 "--word", "bad"]) == 2
+    assert main(["--store", db, "--events", events, "connect", "hooktest", "--mailbox",
+                 "b@example.com", "--word", "bad"]) == 2
     assert "the word is bad" in capsys.readouterr().err
