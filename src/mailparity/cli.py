@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import ConfigurationError, MailParityError
+from .logs import ContextFilter, JsonFormatter
 
 __all__ = ["main"]
 
@@ -733,6 +734,12 @@ def build_parser() -> argparse.ArgumentParser:
              " --verbose: its DEBUG log too (never other libraries')",
     )
     parser.add_argument(
+        "--log-format", choices=("text", "json"),
+        default=os.environ.get("MAILPARITY_LOG_FORMAT", "text"),
+        help="text (default) or json: one JSON object per line with the provider, message and"
+             " job ids as fields; also $MAILPARITY_LOG_FORMAT",
+    )
+    parser.add_argument(
         "--debug-logger", action="append", default=[], metavar="NAME",
         help="also show the debug log of the logger NAME (e.g. urllib3); may repeat. Other"
              " libraries' debug logs can hold tokens and authorization codes",
@@ -866,10 +873,14 @@ def _add_connect_hooks(csub: Any) -> None:
         parser.set_defaults(func=_cmd_connect_hook)
 
 
-def _configure_logging(verbosity: int, debug_loggers: Sequence[str]) -> Callable[[], None]:
+def _configure_logging(
+    verbosity: int, debug_loggers: Sequence[str], log_format: str = "text"
+) -> Callable[[], None]:
     """Log WARNING and above of everything to stderr; INFO of ``mailparity`` at ``verbosity``
     1 (``-v``), DEBUG at 2 (``-vv``, ``--verbose``); DEBUG of each named logger. Returns what
-    undoes it (``main`` can be called in-process).
+    undoes it (``main`` can be called in-process). ``log_format`` ``json``: one JSON object per
+    record (:class:`mailparity.logs.JsonFormatter`); either way the records carry the provider,
+    message and job ids as fields (:class:`mailparity.logs.ContextFilter`).
 
     Only named loggers are raised, never the root: at DEBUG, the OAuth libraries log
     authorization codes, access tokens and refresh tokens (requests-oauthlib logs the token
@@ -878,7 +889,11 @@ def _configure_logging(verbosity: int, debug_loggers: Sequence[str]) -> Callable
     added: logging.Handler | None = None
     if not root.handlers:
         added = logging.StreamHandler()
-        added.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        added.setFormatter(
+            JsonFormatter() if log_format == "json"
+            else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        )
+        added.addFilter(ContextFilter())
         root.addHandler(added)
     levels = {name: logging.DEBUG for name in debug_loggers if name}
     if verbosity >= 1:
@@ -911,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configuration, unknown provider), 1 for failures (a provider, the store), 130 on Ctrl-C."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    restore_logging = _configure_logging(args.verbosity, args.debug_logger)
+    restore_logging = _configure_logging(args.verbosity, args.debug_logger, args.log_format)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
