@@ -111,8 +111,9 @@ def test_cli_connect_imap_tests_then_saves(dovecot: Dovecot, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "s.sqlite3")
     mailbox = dovecot.config().mailbox
-    base = ["--store", db, "connect", "imap", "--host", dovecot.host, "--port",
-            str(dovecot.port), "--security", "none", "--mailbox", mailbox,
+    base = ["--store", db, "--events", str(tmp_path / "events.jsonl"), "connect", "imap",
+            "--host", dovecot.host, "--port", str(dovecot.port), "--security", "none",
+            "--mailbox", mailbox,
             "--password-env", "TEST_IMAP_PW", "--processed-strategy", "seen"]
     monkeypatch.setenv("TEST_IMAP_PW", "wrong")
     assert main(base) == 2
