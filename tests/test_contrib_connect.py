@@ -374,3 +374,34 @@ def test_same_origin_rule() -> None:
     assert not same_origin({"Origin": "null"}, "helpdesk.test")
     assert not same_origin({"Sec-Fetch-Site": "cross-site"}, "helpdesk.test")
     assert same_origin({"Sec-Fetch-Site": "same-origin"}, "helpdesk.test")
+
+
+def test_fastapi_owner_hook_may_be_a_plain_function() -> None:
+    fastapi = pytest.importorskip("fastapi")
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from mailparity.contrib.fastapi import connect_router
+
+    threads: list[str] = []
+
+    def owner(request: Any) -> str | None:
+        threads.append(threading.current_thread().name)
+        value = request.headers.get("x-user")
+        return str(value) if value else None
+
+    with environment() as env:
+        app = fastapi.FastAPI()
+        app.include_router(connect_router(env.connect, owner=owner), prefix="/mail")
+        with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+            assert client.get("/mail/connect/google").status_code == 401
+            started = client.get("/mail/connect/google", headers={"X-User": "u"})
+            assert started.status_code == 302
+            _, query, _ = authorize(started.headers["location"], fake_user=G_BOX)
+            done = client.get(f"/mail/connect/callback?{urlencode(query)}",
+                              headers={"X-User": "u", **JSON})
+            assert done.status_code == 200
+            assert done.json()["mailbox"] == G_BOX
+    assert threads
+    assert all(name.startswith("AnyIO worker thread") for name in threads), threads

@@ -146,9 +146,10 @@ def connect_router(
     ``/connect`` by default. Register ``https://<host><router prefix>{prefix}/callback`` as the
     ``redirect_uri`` of ``connect`` and with each provider.
 
-    ``owner(request)`` (a function or a coroutine function) returns the current user or tenant
-    (from your session or authentication), or None when nobody is signed in (401). The flow
-    talks to the providers and the store synchronously, so it runs in the thread pool.
+    ``owner(request)`` (a function, run in the thread pool, or a coroutine function) returns the
+    current user or tenant (from your session or authentication), or None when nobody is signed
+    in (401). The flow talks to the providers and the store synchronously, so it runs in the
+    thread pool.
     Disconnect is a POST refused when it comes from another site (``Origin`` /
     ``Sec-Fetch-Site``). The routes are left out of the OpenAPI schema.
     """
@@ -159,9 +160,13 @@ def connect_router(
     router = APIRouter()
 
     async def who(request: Request) -> str | None:
-        found: Any = owner(request)
-        if inspect.isawaitable(found):
-            found = await found
+        # A plain function may read a database: it runs in the thread pool, as the flow does.
+        if inspect.iscoroutinefunction(owner):
+            found: Any = await owner(request)
+        else:
+            found = await run_in_threadpool(owner, request)
+            if inspect.isawaitable(found):
+                found = await found
         return found if isinstance(found, str) and found else None
 
     def query(request: Request) -> dict[str, str]:
