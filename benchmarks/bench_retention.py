@@ -245,7 +245,7 @@ def _rows(sample: dict[str, int]) -> int:
 
 def section() -> str:
     """The markdown section ``benchmarks/run.py`` appends to ``docs/benchmarks.md``."""
-    return "#### Store size with retention (simulated clock)\n\n" + report(120, 50)
+    return "### Store size with retention (simulated clock)\n\n" + report(120, 50)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -155,3 +155,25 @@ def test_celery_tasks_continue_the_stored_trace(otel: Telemetry) -> None:
     assert job.parent.span_id == push.context.span_id
     assert otel.count("mailparity.push_to_event.duration", provider="microsoft") == 1
 
+
+
+def test_a_batched_catch_up_fetch_is_one_span(
+    otel: Telemetry,
+    fake_gmail: FakeGmail,
+    google_mailbox: GmailProviderConfig,
+    mailparity_handler: WebhookHandler,
+) -> None:
+    for i in range(6):  # at least batch_min (5): one batched fetch
+        fake_gmail.deliver(google_mailbox.mailbox, build_message(
+            from_="zoe@customer.example", to=google_mailbox.mailbox, subject=f"n{i}", text="x"))
+    mailparity_handler.handle_google(gmail_push_request(fake_gmail, google_mailbox.mailbox))
+    mailparity_handler.run_pending()
+    assert otel.value("mailparity.events.published", provider="google",
+                      event_type="INBOUND_EMAIL_RECEIVED") == 6
+    (batch,) = [s for s in otel.spans("mailparity.fetch")
+                if "mailparity.batch_size" in (s.attributes or {})]
+    assert batch.attributes["mailparity.batch_size"] == 6
+    assert batch.attributes["mailparity.provider"] == "google"
+    (job,) = otel.spans("mailparity.job")
+    assert batch.parent is not None
+    assert batch.parent.span_id == job.context.span_id

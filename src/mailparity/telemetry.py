@@ -58,6 +58,7 @@ __all__ = [
     "duplicate",
     "enable_prometheus",
     "fetching",
+    "fetching_batch",
     "inject",
     "job_retried",
     "job_span",
@@ -588,6 +589,16 @@ def fetching(provider: str, message_id: str) -> Iterator[None]:
     finally:
         _record("mailparity.fetch.duration", time.perf_counter() - started,
                 {"provider": _label(provider), "outcome": outcome})
+
+
+@contextlib.contextmanager
+def fetching_batch(provider: str, count: int) -> Iterator[None]:
+    """Trace one batched fetch of ``count`` messages (span ``mailparity.fetch`` with
+    ``mailparity.batch_size``; not in the per-message histogram)."""
+    with _span("mailparity.fetch", {
+        "mailparity.provider": provider, "mailparity.batch_size": count,
+    }):
+        yield
 
 
 @contextlib.contextmanager

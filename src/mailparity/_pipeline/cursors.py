@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import telemetry
 from ..adapter import BatchFetch, EmailProviderAdapter, SyncBatch
 from ..errors import AuthError, ConfigurationError
 from ..models import Job
@@ -93,7 +94,8 @@ class CursorJobs(MessageJobs):
         if len(wanted) < 2:
             return {}
         try:
-            found = adapter.get_messages_details(wanted)
+            with telemetry.fetching_batch(str(getattr(adapter, "provider", "")), len(wanted)):
+                found = adapter.get_messages_details(wanted)
         except (AuthError, ConfigurationError):
             raise
         except Exception as exc:  # the single fetches will retry and count failures properly
