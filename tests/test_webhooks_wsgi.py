@@ -282,6 +282,35 @@ def test_a_store_failure_is_503_and_the_redelivery_lands(case: PushCase) -> None
     assert len(jobs_of(case.store)) == 1
 
 
+def test_a_store_failure_answers_503_with_retry_after_from_the_core(case: PushCase) -> None:
+    # Neither the third provider's push source nor the handler's callers handle store failures:
+    # the guarded store and the handler answer 503 for every push source alike.
+    handler = make_handler(case.store)
+    case.store.fail_enqueue = {"*"}
+    response = handler.handle(case.kind, case.push())
+    assert (response.status, response.headers["Retry-After"]) == (503, "10")
+    assert jobs_of(case.store) == []
+
+
+def test_a_failed_mailbox_lookup_is_503_and_the_redelivery_lands(case: PushCase) -> None:
+    handler = make_handler(case.store)
+    case.store.fail_lookup = True
+    assert handler.handle(case.kind, case.push()).status == 503
+    assert jobs_of(case.store) == []
+    case.store.fail_lookup = False
+    assert handler.handle(case.kind, case.push()).status == 202
+    assert len(jobs_of(case.store)) == 1
+
+
+def test_redeliveries_coalesce_but_other_pushes_do_not(case: PushCase) -> None:
+    handler = make_handler(case.store)
+    for message_id in ("MSG-1", "MSG-2", "MSG-1", "MSG-2"):
+        assert handler.handle(case.kind, case.push(message_id)).status == 202
+    jobs = jobs_of(case.store)
+    assert sorted(j.payload["message_id"] for j in jobs) == ["MSG-1", "MSG-2"]
+    assert all(j.unique_key for j in jobs)
+
+
 def test_recording_the_push_time_is_advisory(case: PushCase) -> None:
     case.store.fail_meta = True
     assert make_handler(case.store).handle(case.kind, case.push()).status == 202

@@ -30,7 +30,6 @@ from mailparity.pushing import (
     WebhookResponse,
     _empty,
     _plain,
-    _StoreFailedError,
 )
 
 KEY = "fake"
@@ -105,13 +104,10 @@ class FakePush(PushSource):
             return _empty(202)  # a paused mailbox: acknowledged, nothing queued
         now = self._clock()
         pid, message_id = config.provider_id, data["message_id"]
-        try:
-            # The unique key coalesces the provider's redeliveries, as the real ones do.
-            self._enqueue(Job(kind="message", provider_id=pid, payload={"message_id": message_id},
-                              unique_key=f"message:{pid}:{message_id}", available_at=now,
-                              created_at=now))
-        except _StoreFailedError:
-            return _plain(503, "could not store the push; retry later")
+        # No unique key and no store-failure handling: the core coalesces a redelivered push and
+        # answers 503 when the store fails (a lookup above or this enqueue).
+        self._enqueue(Job(kind="message", provider_id=pid, payload={"message_id": message_id},
+                          available_at=now, created_at=now))
         self._record_push({pid}, now)
         return _empty(202)
 

@@ -6,22 +6,28 @@ JSON) and :class:`PushSource`, the base of each provider's push module (``provid
 
 A push source answers one request: it authenticates it (a signature, a shared secret), finds the
 mailbox, stores jobs through :meth:`PushSource._enqueue` and answers. The store-failure semantics
-are the same for every provider: a store call that raises makes :meth:`PushSource._enqueue` raise
-:class:`_StoreFailedError`, which the push source turns into ``503`` (the provider retries; job
-unique keys coalesce the repeats); recording the push time is advisory and never fails a request.
+are the same for every provider and live here and in the handler, not in each source: a store call
+made through ``PushSource.store`` that raises raises :class:`_StoreFailedError`, which the
+:class:`~mailparity.webhooks.WebhookHandler` answers with ``503`` and ``Retry-After`` (the
+provider retries) unless the source handles it itself (Graph keeps storing a batch's other
+items); a job stored without a ``unique_key`` gets one derived from its kind, mailbox and payload,
+so a redelivered identical push coalesces with the pending job; recording the push time is
+advisory and never fails a request.
 
 Nothing here logs or answers a token, a shared secret or a request body.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -218,6 +224,49 @@ class _StoreFailedError(Exception):
     """A host store call raised: the provider must retry (503)."""
 
 
+def _store_failed() -> WebhookResponse:
+    """The answer to a push whose work could not be stored: the provider redelivers it."""
+    return _plain(503, "could not store the push; retry later", Retry_After="10")
+
+
+class _GuardedStore:
+    """The host store as a push source sees it: every call that raises raises
+    :class:`_StoreFailedError` instead (chained to the cause), so a failed lookup or enqueue in any
+    push source becomes the handler's ``503``. Attributes that are not callables pass through."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except _StoreFailedError:
+                raise
+            except Exception as exc:
+                raise _StoreFailedError(f"the store's {name} failed") from exc
+
+        return guarded
+
+    def __repr__(self) -> str:
+        return f"_GuardedStore({self._store!r})"
+
+
+def _default_unique_key(job: Job) -> str:
+    """A unique key for a push job that came without one: the same kind, mailbox and payload
+    (before any trace context is added) give the same key, so a redelivery coalesces."""
+    canonical = json.dumps(job.payload, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f"push:{job.kind}:{job.provider_id}:{digest[:32]}"
+
+
 # --------------------------------------------------------------------------------------------
 # The base of every provider's push source
 
@@ -230,7 +279,9 @@ class PushSource:
     the spec lists in ``push_options``. Subclasses implement :meth:`handle`.
 
     Attributes:
-        store: the host's state store (providers, jobs, meta).
+        store: the host's state store (providers, jobs, meta), guarded: a call that raises raises
+            :class:`_StoreFailedError`, which the handler answers ``503`` (catch it only to go on
+            with other work, as Graph does for the other items of a batch, then answer 503).
         max_body_bytes: larger bodies are refused with 413 before they are parsed.
         push_key: the provider key this source answers for (set by the handler); the
             ``provider`` label of its metrics.
@@ -246,7 +297,7 @@ class PushSource:
         session: requests.Session | None = None,
         max_body_bytes: int = 1_000_000,
     ) -> None:
-        self.store = store
+        self.store: StateStore = cast(StateStore, _GuardedStore(store))
         self.session = session
         self.max_body_bytes = max_body_bytes
         self._clock = clock
@@ -265,15 +316,18 @@ class PushSource:
         telemetry.push_rejected(self.push_key or type(self).__name__, reason, count)
 
     def _enqueue(self, job: Job) -> int:
+        """Store ``job``; return 1, or 0 when it coalesced with a pending job of the same unique
+        key (one is derived from the job's kind, mailbox and payload when it has none).
+
+        Raises:
+            _StoreFailedError: the store failed; the handler answers ``503``.
+        """
+        if job.unique_key is None:
+            job = job.model_copy(update={"unique_key": _default_unique_key(job)})
         # The push's trace continues in whichever process runs the job.
         telemetry.inject(job.payload)
-        try:
-            stored = self.store.enqueue_job(job)
-        except Exception as exc:
-            log.error("storing a %s job for provider %s failed", job.kind, job.provider_id,
-                      exc_info=True)
-            raise _StoreFailedError from exc
-        if not stored:
+        # A failure raises _StoreFailedError (the store is guarded); whoever catches it logs it.
+        if not self.store.enqueue_job(job):
             log.debug("%s job for provider %s coalesced with a pending one", job.kind,
                       job.provider_id)
             return 0

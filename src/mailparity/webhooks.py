@@ -42,6 +42,8 @@ from .pushing import (
     WebhookResponse,
     _has_control_chars,  # noqa: F401  (kept importable from here, its former home)
     _plain,
+    _store_failed,
+    _StoreFailedError,
 )
 
 if TYPE_CHECKING:
@@ -193,13 +195,23 @@ class WebhookHandler:
     # ---------------------------------------------------------------- pushes
 
     def handle(self, key: str, request: WebhookRequest) -> WebhookResponse:
-        """Answer one push request for provider ``key`` (404 when it has no push source)."""
+        """Answer one push request for provider ``key`` (404 when it has no push source).
+
+        A store failure the push source lets through (:class:`~mailparity.pushing.PushSource`'s
+        store raises ``_StoreFailedError``) is answered ``503`` with ``Retry-After`` here, for
+        every push source: the provider redelivers, and the job unique keys coalesce the repeats.
+        """
         source = self._sources.get(key)
         if source is None:
             log.warning("push for provider %r, which takes no pushes; refused", key[:40])
             return _plain(404, "no such webhook")
         with telemetry.push(key) as recorder:
-            response = source.handle(request)
+            try:
+                response = source.handle(request)
+            except _StoreFailedError:
+                log.error("a %s push could not be stored; answered 503 (the provider retries)",
+                          key, exc_info=True)
+                response = _store_failed()
             recorder.answered(response.status)
         return response
 

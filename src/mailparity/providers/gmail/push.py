@@ -47,7 +47,6 @@ from ...pushing import (
     _method_not_allowed,
     _plain,
     _safe,
-    _StoreFailedError,
     _too_large,
     _valid_id,
 )
@@ -310,12 +309,8 @@ class GmailPush(PushSource):
             return _empty(204)
         email_address, history_id = notification
 
-        try:
-            config = self.store.find_provider_by_mailbox(_KEY, email_address)
-        except Exception:
-            log.error("looking up the Gmail mailbox of Pub/Sub message %s failed",
-                      _safe(pubsub_id), exc_info=True)
-            return _plain(503, "could not look up the mailbox; retry later", Retry_After="10")
+        # A store failure (here or storing the job) is the handler's 503: Pub/Sub redelivers.
+        config = self.store.find_provider_by_mailbox(_KEY, email_address)
         if not isinstance(config, GmailProviderConfig):
             log.warning("Pub/Sub push for unknown Gmail mailbox %s; acknowledged",
                         _safe(email_address))
@@ -342,18 +337,14 @@ class GmailPush(PushSource):
                       pid, history_id, config.history_id)
             self._record_push({pid}, now)
             return _empty(204)
-        try:
-            self._enqueue(Job(
-                kind="cursor",
-                provider_id=pid,
-                payload={"history_id": history_id},
-                unique_key=f"gmail-history:{pid}",
-                available_at=now,
-                created_at=now,
-            ))
-        except _StoreFailedError:
-            return _plain(503, "could not store the notification; retry later",
-                          Retry_After="10")
+        self._enqueue(Job(
+            kind="cursor",
+            provider_id=pid,
+            payload={"history_id": history_id},
+            unique_key=f"gmail-history:{pid}",
+            available_at=now,
+            created_at=now,
+        ))
         self._record_push({pid}, now)
         return _empty(204)
 

@@ -40,6 +40,7 @@ from ...pushing import (
     _method_not_allowed,
     _plain,
     _safe,
+    _store_failed,
     _StoreFailedError,
     _too_large,
     _valid_id,
@@ -267,15 +268,17 @@ class GraphPush(PushSource):
                 tally.add(self._graph_item(index, item, now, touched))
             except _StoreFailedError:
                 # Keep going: the other items may still be stored; Graph retries the batch and
-                # the jobs' unique keys coalesce the repeats.
+                # the jobs' unique keys coalesce the repeats. One log line per request.
+                if not store_failed:
+                    log.error("storing Graph notification item %d failed; the batch is answered"
+                              " 503", index, exc_info=True)
                 store_failed = True
         self._record_push(touched, now)
         tally.log(len(items))
         for reason, count in tally.ignored().items():
             self._ignored(reason, count)
         if store_failed:
-            return _plain(503, "could not store the notifications; retry later",
-                          Retry_After="10")
+            return _store_failed()
         return _empty(202)
 
     def _graph_validation(self, token: str) -> WebhookResponse:
@@ -307,12 +310,8 @@ class GraphPush(PushSource):
         if not _valid_id(subscription_id):
             return _ItemOutcome("no valid subscriptionId")
         assert isinstance(subscription_id, str)
-        try:
-            config = self.store.find_provider_by_subscription(subscription_id)
-        except Exception as exc:
-            log.error("looking up Graph subscription %s failed", _safe(subscription_id),
-                      exc_info=True)
-            raise _StoreFailedError from exc
+        # A store failure raises _StoreFailedError (the store is guarded): see handle_microsoft.
+        config = self.store.find_provider_by_subscription(subscription_id)
         if not isinstance(config, MicrosoftProviderConfig):
             return _ItemOutcome("unknown subscription", _safe(subscription_id))
         pid = config.provider_id
