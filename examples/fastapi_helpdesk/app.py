@@ -86,9 +86,14 @@ class Helpdesk:
         self.attachments = mp.FilesystemAttachmentStore(settings.attachments_dir)
         self.tickets: list[mp.InboundEmailReceived] = []
         self.alerts: list[mp.EmailProviderAuthFailed] = []
+        #: Mailboxes connected (or connected again) through the web flow, newest last.
+        self.connections: list[mp.EmailProviderConnected | mp.EmailProviderReauthorized] = []
         self._lock = threading.Lock()
         publisher = mp.CallbackPublisher(
-            on_email=self.on_email, on_auth_failure=self.on_auth_failure
+            on_email=self.on_email,
+            on_auth_failure=self.on_auth_failure,
+            on_connected=self.on_connection,
+            on_reauthorized=self.on_connection,
         )
         self.mail = mp.App(
             self.store,
@@ -107,6 +112,7 @@ class Helpdesk:
             redirect_uri=f"{base}{MAIL_PREFIX}/connect/callback",
             providers=providers,
             session=settings.session,
+            publisher=publisher,
         )
 
     # ------------------------------------------------------------------ mailparity's events
@@ -121,6 +127,14 @@ class Helpdesk:
         """A mailbox needs its owner to connect it again."""
         with self._lock:
             self.alerts.append(event)
+
+    def on_connection(
+        self, event: mp.EmailProviderConnected | mp.EmailProviderReauthorized
+    ) -> None:
+        """A mailbox was connected through the web flow (or connected again after its consent
+        had lapsed)."""
+        with self._lock:
+            self.connections.append(event)
 
     # ------------------------------------------------------------------ per agent
 

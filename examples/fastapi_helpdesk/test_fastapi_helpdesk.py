@@ -29,6 +29,9 @@ def test_day_one(day: Day) -> None:
     page = day.client.get("/").text
     assert MS_BOX in page
     assert G_BOX in page
+    assert [event.event_type for event in day.helpdesk.connections] == [
+        "EMAIL_PROVIDER_CONNECTED", "EMAIL_PROVIDER_CONNECTED"]
+    assert [event.provider_id for event in day.helpdesk.connections] == [ms_id, g_id]
 
     day.email_with_attachment()
     assert day.helpdesk.mail.webhooks.run_pending() >= 2
