@@ -65,6 +65,7 @@ from .messages import (
     message_from_raw,
     raw_bytes,
 )
+from .parts import PartCache, inline_size
 from .transport import (
     GmailHttpClient,
     fake_response,
@@ -162,6 +163,8 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
         self.full_sync_window = full_sync_window
         self.labels = LabelCache(self._call)
         self._label_ids: list[str] | None = None
+        #: What was read of the last messages for their ``part:`` attachments (bounded).
+        self.part_cache = PartCache()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -600,7 +603,8 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
     ) -> bytes:
         """The attachment's bytes; with ``into``, written there in chunks and ``b""`` returned.
 
-        ``part:{partId}`` ids (inline data, raw mode) are resolved by fetching the message again.
+        ``part:{partId}`` ids (inline data, raw mode) are resolved from the whole message, read
+        once for all its parts (:attr:`part_cache`, a few messages and bytes at most).
         """
         source = self._attachment_source(message_id, attachment_id)
         if into is None:
@@ -674,12 +678,14 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
             ) from None
 
     def _part_source(self, message_id: str, part_id: str) -> str | bytes:
+        """The content of part ``part_id``: from the ``format=full`` structure when it holds it
+        (inline data, or an attachment id to download), else from the parsed raw message. What
+        was read of a message is kept in :attr:`part_cache`, so its N parts cost one download."""
         if not re.match(r"^[0-9.]*$", part_id):
             raise BadRequestError(f"invalid part id {part_id[:40]!r}", provider="google")
         if self.message_format == "full":
-            data = self._get_message_json(message_id, "full")
-            payload = data.get("payload")
-            part = find_part(payload, part_id) if isinstance(payload, Mapping) else None
+            payload = self._cached_parts("full", message_id, self._full_payload)
+            part = find_part(payload, part_id)
             if part is not None:
                 raw_body = part.get("body")
                 body: Mapping[str, Any] = raw_body if isinstance(raw_body, Mapping) else {}
@@ -688,6 +694,36 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
                 if isinstance(body.get("attachmentId"), str):
                     return self._attachment_data(message_id, body["attachmentId"])
                 # A container or an empty part: fall through to the raw bytes.
+        parts = self._cached_parts("raw", message_id, self._raw_parts)
+        content = parts.get(part_id)
+        if isinstance(content, bytes):
+            return content
+        raise NotFoundError(
+            f"message {message_id} has no part {part_id!r}", status=404, provider="google"
+        )
+
+    def _cached_parts(
+        self, fmt: str, message_id: str,
+        read: Callable[[str], tuple[Mapping[str, Any], int]],
+    ) -> Mapping[str, Any]:
+        # The provider id in the key too: a cache handed to another mailbox's adapter (it should
+        # not be) still serves nothing across mailboxes.
+        key = (self.config.provider_id, fmt, message_id)
+        parts = self.part_cache.get(key)
+        if parts is None:
+            parts, size = read(message_id)
+            self.part_cache.put(key, parts, size)
+        return parts
+
+    def _full_payload(self, message_id: str) -> tuple[Mapping[str, Any], int]:
+        """The ``format=full`` payload of the message (``{}`` when it has none) and its size."""
+        payload = self._get_message_json(message_id, "full").get("payload")
+        if not isinstance(payload, Mapping):
+            payload = {}
+        return payload, inline_size(payload)
+
+    def _raw_parts(self, message_id: str) -> tuple[Mapping[str, Any], int]:
+        """``{part id: content}`` of every attachment of the parsed raw message, and its size."""
         raw = self._get_message_json(message_id, "raw")
         try:
             parsed = mime.parse_mime(raw_bytes(raw))
@@ -695,12 +731,10 @@ class GmailAdapter(EmailProviderAdapter[GmailProviderConfig]):
             raise ProviderUnavailableError(
                 "Gmail format=raw answer without raw", provider="google"
             ) from None
+        parts: dict[str, bytes] = {}
         for attachment in parsed.attachments:
-            if attachment.part_id == part_id:
-                return attachment.payload
-        raise NotFoundError(
-            f"message {message_id} has no part {part_id!r}", status=404, provider="google"
-        )
+            parts.setdefault(attachment.part_id, attachment.payload)
+        return parts, sum(len(content) for content in parts.values())
 
     # ------------------------------------------------------------------ processed / test
 
