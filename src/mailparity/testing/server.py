@@ -218,8 +218,9 @@ def serve(
     return FakeServer(tuple(fakes), host, port, tls=tls)
 
 
-def _make_certificates(host: str) -> tuple[bytes, bytes, bytes]:
-    """A throwaway CA and a server certificate it signed, valid for loopback (and ``host``).
+def _make_certificates(host: str, *, loopback: bool = True) -> tuple[bytes, bytes, bytes]:
+    """A throwaway CA and a server certificate it signed, valid for loopback (and ``host``);
+    with ``loopback=False``, for ``host`` only (a host-name mismatch on loopback, for tests).
 
     Returns (CA certificate, server certificate + CA, server key), PEM. Two certificates
     rather than one self-signed: strict verifiers (Python 3.13's default context) refuse a
@@ -258,7 +259,7 @@ def _make_certificates(host: str) -> tuple[bytes, bytes, bytes]:
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
+    ] if loopback else []
     try:
         extra: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:

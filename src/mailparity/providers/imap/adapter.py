@@ -146,7 +146,7 @@ class ImapAdapter(EmailProviderAdapter[ImapProviderConfig]):
                     self._drop_if_broken(exc)
                     raise
                 except Exception as exc:
-                    error = imap.map_error(exc, action)
+                    error = imap.map_error(exc, action, self.config)
                     self._drop_if_broken(error, force=not isinstance(error, NotFoundError))
                     if attempt == 0 and not fresh and isinstance(error, ProviderUnavailableError):
                         continue  # the server closed an idle connection: reopen once

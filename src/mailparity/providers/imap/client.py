@@ -23,6 +23,7 @@ from ...errors import (
     ProviderUnavailableError,
     TLSVerificationError,
 )
+from ...tls import _verification_failure
 from .config import ImapProviderConfig
 
 __all__ = [
@@ -70,17 +71,23 @@ def ssl_context(config: ImapProviderConfig) -> ssl.SSLContext:
     return context
 
 
-def map_error(exc: BaseException, action: str) -> MailParityError:
-    """The library error for a failure of the IMAP client or the socket (secret-free)."""
+def map_error(
+    exc: BaseException, action: str, config: ImapProviderConfig | None = None
+) -> MailParityError:
+    """The library error for a failure of the IMAP client or the socket (secret-free).
+
+    A certificate the client did not accept (an unknown CA, a host name or address the
+    certificate is not for, an expired one), wherever it sits in ``exc``'s chain, is a
+    :class:`~mailparity.errors.TLSVerificationError` (code ``tls_verification``, never retried)
+    naming the server as ``host:port`` when ``config`` is given, the verifier's reason and the
+    fix."""
     if isinstance(exc, MailParityError):
         return exc
+    failure = _verification_failure(exc)
+    if failure is not None:
+        return _tls_error(failure, action, config)
     imapclient = imapclient_module()
     errors = imapclient.exceptions
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSVerificationError(
-            f"IMAP {action}: the server's certificate was not accepted ({exc.verify_message})",
-            code="tls_verification", provider="imap",
-        )
     if isinstance(exc, errors.LoginError):
         return ImapAuthFailedError(
             f"IMAP {action}: the server refused the sign-in", code="imap_login_failed",
@@ -101,6 +108,19 @@ def map_error(exc: BaseException, action: str) -> MailParityError:
                                         provider="imap")
     return ProviderUnavailableError(
         f"IMAP {action}: {type(exc).__name__}", code="imap_error", provider="imap"
+    )
+
+
+def _tls_error(
+    failure: ssl.SSLCertVerificationError, action: str, config: ImapProviderConfig | None
+) -> TLSVerificationError:
+    server = "the server" if config is None else f"{config.host}:{config.effective_port}"
+    reason = failure.verify_message or failure.reason or "not trusted"
+    return TLSVerificationError(
+        f"IMAP {action}: TLS certificate verification failed for {server}: {reason}. Retrying"
+        " cannot help: give the CA that signed the server's certificate as ca_file (or add it"
+        " to the system's trust store), and connect to a host name the certificate is for",
+        code="tls_verification", provider="imap",
     )
 
 
@@ -182,7 +202,7 @@ def connect(
     try:
         client = (factory or _default_factory)(config)
     except Exception as exc:
-        raise map_error(exc, "connect") from None
+        raise map_error(exc, "connect", config) from None
     try:
         # INTERNALDATE as timezone-aware datetimes, not converted to the local zone.
         client.normalise_times = False
@@ -190,7 +210,7 @@ def connect(
     except Exception as exc:
         with contextlib.suppress(Exception):
             client.shutdown()
-        raise map_error(exc, "sign-in") from None
+        raise map_error(exc, "sign-in", config) from None
     return client
 
 
