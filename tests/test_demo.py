@@ -132,3 +132,83 @@ def test_width_counts_wide_and_combining_characters() -> None:
     assert _width("請求") == 4
     assert _width("e\u0301") == 1
     assert _width("🔒") == 2
+
+
+# ---------------------------------------------------------------------------- `make demo`
+
+_DEMO_RUNNER = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[2].split(","))
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"{name} is not part of the demo's environment", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+from mailparity.cli import main
+sys.exit(main(["demo", "--output", sys.argv[1]]))
+"""
+
+
+def _requirement_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s;\[<>=!~(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The installed distributions ``names`` need, transitively (extras of theirs left out)."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo.extend(_requirement_name(r) for r in requires if "extra ==" not in r)
+    return seen
+
+
+def test_demo_needs_only_the_core_and_the_demo_extra(tmp_path: Path) -> None:
+    """`make demo` installs `.[demo]` only: the demo runs with every other extra's packages
+    made unimportable."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    needed = _closure({_requirement_name(r) for r in project["dependencies"] + extras["demo"]})
+    others = _closure({_requirement_name(r) for extra in extras.values() for r in extra})
+    modules = metadata.packages_distributions()
+    blocked = sorted(
+        module for module, dists in modules.items()
+        if all(d.lower().replace("_", "-") in others - needed for d in dists)
+        and not module.startswith("_")
+    )
+    assert {"flask", "django", "sqlalchemy", "googleapiclient", "responses"} <= set(blocked)
+    assert "cryptography" not in blocked
+
+    result = subprocess.run(
+        [sys.executable, "-c", _DEMO_RUNNER, str(tmp_path / "out"), ",".join(blocked)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "OK: each of the 8 deliveries" in result.stdout
+
+
+def test_make_demo_installs_the_demo_extra_only() -> None:
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text(encoding="utf-8")
+    [install] = [line for line in makefile.splitlines() if "$(DEMO_VENV)/bin/python -m pip" in line]
+    assert install.strip().endswith("-e '.[demo]'")
+    assert "demo: $(DEMO_STAMP)" in makefile
