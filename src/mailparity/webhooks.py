@@ -56,6 +56,7 @@ __all__ = [
     "WebhookHandler",
     "WebhookRequest",
     "WebhookResponse",
+    "notify_hook",
     "push_routes",
 ]
 
@@ -86,6 +87,37 @@ def push_routes(
             raise TypeError(f"unexpected keyword argument {name!r} (no such push endpoint)")
         routes[key] = value
     return routes
+
+
+def notify_hook(notify: object | None) -> Callable[[WebhookResponse], None] | None:
+    """The ``notify=`` of the web integrations as a function called with every webhook answer.
+
+    ``notify`` is the Celery integration (:class:`~mailparity.contrib.celery.MailParityCelery`:
+    its ``notify_after`` sends ``mailparity.process_jobs`` when the answer says work was
+    stored, so a Celery worker starts on it at once), or any callable taking the
+    :class:`WebhookResponse`. The jobs are durable before the answer exists, so a hook that
+    raises (a broker that is down) is logged and the provider still gets its answer; the
+    Celery beat schedule or a worker runs the jobs anyway.
+
+    Raises:
+        TypeError: ``notify`` is neither callable nor has a ``notify_after`` method.
+    """
+    if notify is None:
+        return None
+    target = getattr(notify, "notify_after", notify)
+    if not callable(target):
+        raise TypeError(
+            "notify= needs the Celery integration (mailparity.contrib.celery.configure(...)) or"
+            f" a function taking the WebhookResponse; got {type(notify).__name__}"
+        )
+
+    def after(response: WebhookResponse) -> None:
+        try:
+            target(response)
+        except Exception as exc:  # the work is stored: the provider must still get its 2xx
+            log.warning("the notify hook failed after a webhook answer: %s", type(exc).__name__)
+
+    return after
 
 
 class _PendingRunner(Protocol):

@@ -36,7 +36,14 @@ except ImportError as exc:
     raise missing_extra("fastapi", "mailparity.contrib.fastapi") from exc
 
 from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
-from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
+from ..webhooks import (
+    DEFAULT_PREFIX,
+    WebhookHandler,
+    WebhookRequest,
+    WebhookResponse,
+    notify_hook,
+    push_routes,
+)
 
 if TYPE_CHECKING:
     from ..webconnect import ConnectResult, WebConnect
@@ -78,13 +85,21 @@ async def _from_starlette(request: Request, limit: int) -> WebhookRequest | Resp
 
 
 def _endpoint(
-    handler: WebhookHandler, handle: Callable[[WebhookRequest], WebhookResponse]
+    handler: WebhookHandler,
+    handle: Callable[[WebhookRequest], WebhookResponse],
+    hook: Callable[[WebhookResponse], None] | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
+    def handle_and_notify(request: WebhookRequest) -> WebhookResponse:
+        response = handle(request)
+        if hook is not None:
+            hook(response)  # sending a Celery message blocks: in the thread pool too
+        return response
+
     async def endpoint(request: Request) -> Response:
         converted = await _from_starlette(request, handler.max_body_bytes)
         if isinstance(converted, Response):
             return converted
-        return _to_starlette(await run_in_threadpool(handle, converted))
+        return _to_starlette(await run_in_threadpool(handle_and_notify, converted))
 
     return endpoint
 
@@ -94,6 +109,7 @@ def webhook_router(
     *,
     prefix: str = DEFAULT_PREFIX,
     health: HealthCheck | None = None,
+    notify: object | None = None,
     **paths: str,
 ) -> APIRouter:
     """An APIRouter with the push endpoint of every provider ``handler`` takes pushes for:
@@ -105,12 +121,17 @@ def webhook_router(
     ``GET /healthz`` and ``GET /readyz`` answer from ``health``, a
     :class:`~mailparity.health.HealthCheck` of the handler's store by default (readiness reads the
     store, so it runs in the thread pool).
+
+    ``notify``: the Celery integration (``configure(celery_app, ...)``), or a function, called
+    with each answer; with Celery, a Celery worker starts on a push's jobs at once (see
+    :func:`~mailparity.webhooks.notify_hook`).
     """
     router = APIRouter()
+    hook = notify_hook(notify)
     for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
         router.add_api_route(
             path,
-            _endpoint(handler, getattr(handler, f"handle_{key}")),
+            _endpoint(handler, getattr(handler, f"handle_{key}"), hook),
             methods=["GET", "POST"],
             include_in_schema=False,
         )

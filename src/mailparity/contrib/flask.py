@@ -30,7 +30,14 @@ except ImportError as exc:
     raise missing_extra("flask", "mailparity.contrib.flask") from exc
 
 from ..health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
-from ..webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
+from ..webhooks import (
+    DEFAULT_PREFIX,
+    WebhookHandler,
+    WebhookRequest,
+    WebhookResponse,
+    notify_hook,
+    push_routes,
+)
 
 if TYPE_CHECKING:
     from ..webconnect import ConnectResult, WebConnect
@@ -73,6 +80,7 @@ def webhook_blueprint(
     name: str = "mailparity_webhooks",
     prefix: str = DEFAULT_PREFIX,
     health: HealthCheck | None = None,
+    notify: object | None = None,
     **paths: str,
 ) -> Blueprint:
     """A Blueprint with the push endpoint of every provider ``handler`` takes pushes for:
@@ -84,11 +92,16 @@ def webhook_blueprint(
 
     ``GET /healthz`` and ``GET /readyz`` (endpoints ``healthz`` / ``readyz``) answer from
     ``health``, a :class:`~mailparity.health.HealthCheck` of the handler's store by default.
+
+    ``notify``: the Celery integration (``configure(celery_app, ...)``), or a function, called
+    with each answer; with Celery, a Celery worker starts on a push's jobs at once (see
+    :func:`~mailparity.webhooks.notify_hook`).
     """
     blueprint = Blueprint(name, __name__)
+    hook = notify_hook(notify)
     for key, path in push_routes(handler, prefix=prefix, paths=paths).items():
         blueprint.add_url_rule(
-            path, key, _view(handler, key), methods=["GET", "POST"], strict_slashes=False
+            path, key, _view(handler, key, hook), methods=["GET", "POST"], strict_slashes=False
         )
     checks = check_for(handler, health)
     if checks is None:
@@ -102,12 +115,17 @@ def webhook_blueprint(
     return blueprint
 
 
-def _view(handler: WebhookHandler, key: str) -> Callable[[], Response]:
+def _view(
+    handler: WebhookHandler, key: str, hook: Callable[[WebhookResponse], None] | None
+) -> Callable[[], Response]:
     def view() -> Response:
         converted = _from_flask(handler)
         if isinstance(converted, Response):
             return converted
-        return _to_flask(getattr(handler, f"handle_{key}")(converted))
+        response: WebhookResponse = getattr(handler, f"handle_{key}")(converted)
+        if hook is not None:
+            hook(response)
+        return _to_flask(response)
 
     view.__name__ = f"mailparity_{key}"
     return view

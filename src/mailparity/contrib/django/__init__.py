@@ -30,7 +30,14 @@ except ImportError as exc:
     raise missing_extra("django", "mailparity.contrib.django") from exc
 
 from ...health import HEALTH_PATH, READY_PATH, HealthCheck, check_for
-from ...webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
+from ...webhooks import (
+    DEFAULT_PREFIX,
+    WebhookHandler,
+    WebhookRequest,
+    WebhookResponse,
+    notify_hook,
+    push_routes,
+)
 
 if TYPE_CHECKING:
     from ...app import App
@@ -88,15 +95,26 @@ def _from_django(request: HttpRequest, limit: int) -> WebhookRequest | HttpRespo
 
 
 def webhook_view(
-    handler: WebhookHandler, handle: Callable[[WebhookRequest], WebhookResponse]
+    handler: WebhookHandler,
+    handle: Callable[[WebhookRequest], WebhookResponse],
+    *,
+    notify: object | None = None,
 ) -> Callable[..., HttpResponse]:
-    """A CSRF-exempt Django view calling ``handle`` (one of ``handler``'s methods)."""
+    """A CSRF-exempt Django view calling ``handle`` (one of ``handler``'s methods).
+
+    ``notify``: the Celery integration (``configure(celery_app, ...)``), or a function, called
+    with each answer; with Celery, a Celery worker starts on a push's jobs at once (see
+    :func:`~mailparity.webhooks.notify_hook`)."""
+    hook = notify_hook(notify)
 
     def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         converted = _from_django(request, handler.max_body_bytes)
         if isinstance(converted, HttpResponse):
             return converted
-        return _to_django(handle(converted))
+        response = handle(converted)
+        if hook is not None:
+            hook(response)
+        return _to_django(response)
 
     # Providers cannot send CSRF tokens; the handler authenticates each request itself.
     exempt: Callable[..., HttpResponse] = csrf_exempt(view)
@@ -109,6 +127,7 @@ def webhook_urlpatterns(
     prefix: str = DEFAULT_PREFIX,
     name_prefix: str = "mailparity",
     health: HealthCheck | None = None,
+    notify: object | None = None,
     **paths: str,
 ) -> list[Any]:
     """URL patterns for the push endpoint of every provider ``handler`` takes pushes for:
@@ -120,11 +139,12 @@ def webhook_urlpatterns(
 
     ``healthz`` and ``readyz`` (named ``<name_prefix>-healthz`` / ``-readyz``) answer GET from
     ``health``, a :class:`~mailparity.health.HealthCheck` of the handler's store by default.
+    ``notify`` is passed to :func:`webhook_view`.
     """
     patterns = [
         path(
             route.lstrip("/"),
-            webhook_view(handler, getattr(handler, f"handle_{key}")),
+            webhook_view(handler, getattr(handler, f"handle_{key}"), notify=notify),
             name=f"{name_prefix}-{key}",
         )
         for key, route in push_routes(handler, prefix=prefix, paths=paths).items()

@@ -11,6 +11,7 @@
                  "google_service_accounts": ["push@project.iam.gserviceaccount.com"]},
         "RETENTION": {"dedupe_days": 45, "dead_jobs_days": 30},
         "WORKER": {"threads": 4},
+        "NOTIFY": "helpdesk.celery.mailparity",     # with Celery: work starts at once
     }
 
 Every key is optional. A wrong setting raises ``ImproperlyConfigured`` naming the key, when
@@ -72,6 +73,8 @@ _KEYS: dict[str, str] = {
     "ATTACHMENTS": "a dict: STORE (the dotted path of an AttachmentStore), MAX_BYTES",
     "CONNECT": "a dict: REDIRECT_URI, PROVIDERS (a dict per provider key), OWNER and"
     " ON_CONNECTED (dotted paths), STATE_TTL_SECONDS, SUBSCRIBE",
+    "NOTIFY": "the dotted path of the Celery integration (what mailparity.contrib.celery"
+    ".configure returned), or of a function called with each webhook answer",
 }
 
 _RETENTION_KEYS = {
@@ -112,6 +115,7 @@ class MailparitySettings:
     connect: ConnectSettings = field(default_factory=ConnectSettings)
     attachment_store: str | None = None
     attachment_max_bytes: int | None = None
+    notify: str | None = None
 
 
 def _fail(key: str, problem: str) -> ImproperlyConfigured:
@@ -280,6 +284,7 @@ def parse_settings(raw: Any) -> MailparitySettings:
         connect=_connect(raw),
         attachment_store=attachments[0],
         attachment_max_bytes=attachments[1],
+        notify=_dotted(raw, "NOTIFY"),
     )
 
 
@@ -298,6 +303,18 @@ def _load(key: str, path: str) -> Any:
     if isinstance(target, type) or inspect.isfunction(target):
         # A class, or a factory function returning the object.
         return target()
+    return target
+
+
+def notify_target(config: MailparitySettings) -> object | None:
+    """What ``MAILPARITY["NOTIFY"]`` names (used as it is, never called to build it), or None:
+    the webhook views pass it as ``notify=`` (see :func:`mailparity.webhooks.notify_hook`)."""
+    if config.notify is None:
+        return None
+    try:
+        target: object = import_string(config.notify)
+    except ImportError as exc:
+        raise _fail("NOTIFY", f"cannot be imported ({exc})") from None
     return target
 
 

@@ -6,6 +6,8 @@
 * ``webhooks/<key>`` for every provider that takes pushes (``webhooks/microsoft``,
   ``webhooks/google``): CSRF-exempt (providers send no CSRF token; each request is authenticated
   by the handler), served by :func:`~mailparity.contrib.django.get_app`'s webhook handler;
+* with ``MAILPARITY["NOTIFY"]`` naming the Celery integration, each accepted push sends
+  ``mailparity.process_jobs`` so a Celery worker starts on it at once;
 * ``healthz`` and ``readyz``: liveness, and readiness of the store (and of a worker's heartbeat
   unless ``MAILPARITY["HEALTH"]["require_worker"]`` is False);
 * the web connect flow (:mod:`mailparity.webconnect_routes`), with ``MAILPARITY["CONNECT"]``:
@@ -32,7 +34,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ...health import HEALTH_PATH, READY_PATH, HealthCheck
 from ...webhooks import DEFAULT_PREFIX, push_routes
 from . import _health_view, _to_django, webhook_view
-from .conf import build_web_connect, connect_hook, get_app, mailparity_settings
+from .conf import build_web_connect, connect_hook, get_app, mailparity_settings, notify_target
 
 __all__ = ["app_name", "urlpatterns"]
 
@@ -42,9 +44,10 @@ app_name = "mailparity"
 def _push_view(key: str) -> Callable[..., HttpResponse]:
     def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         handler = get_app().webhooks
-        served: HttpResponse = webhook_view(handler, lambda req: handler.handle(key, req))(
-            request
-        )
+        notify = notify_target(mailparity_settings())
+        served: HttpResponse = webhook_view(
+            handler, lambda req: handler.handle(key, req), notify=notify
+        )(request)
         return served
 
     # Providers cannot send CSRF tokens; the handler authenticates each request itself.
