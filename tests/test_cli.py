@@ -1077,7 +1077,8 @@ def test_serve_without_waitress_says_what_to_install(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_waitress)
-    assert_user_error(*run("serve"), contains="pip install 'mailparity[server]'")
+    assert_user_error(*run("serve"),
+                      contains="mailparity[server] (in a checkout: pip install '.[server]'")
 
 
 def test_serve_with_inconsistent_google_settings(run: Cli,

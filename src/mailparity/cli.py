@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import ConfigurationError, MailParityError
+from .errors import ConfigurationError, MailParityError, install_hint
 from .logs import ContextFilter, JsonFormatter
 
 __all__ = ["main"]
@@ -81,7 +81,7 @@ def open_store(location: str) -> Any:
 
         from .stores.sql import SqlStore
     except ImportError:
-        _fail("a store URL needs the sql extra: pip install 'mailparity[sql]'"
+        _fail(f"a store URL needs the sql extra: {install_hint('sql')}"
               " (or give a SQLite file path)")
     try:
         url = sa.engine.make_url(location)
@@ -638,7 +638,7 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     try:
         from .stores.sql import upgrade_database
     except ImportError as exc:
-        _fail(f"`db upgrade` needs the sql extra (pip install 'mailparity[sql]'): {exc}")
+        _fail(f"`db upgrade` needs the sql extra ({install_hint('sql')}): {exc}")
     version = upgrade_database(args.url)
     print(f"database at schema version {version}")
     return 0

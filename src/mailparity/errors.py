@@ -275,14 +275,21 @@ def is_transient(error: BaseException) -> bool:
 
 
 class MissingExtraError(ImportError):
-    """An optional dependency is not installed. The message names the extra that brings it:
-    ``pip install 'mailparity[flask]'``. An ``ImportError``, so code that probes for an
-    integration with ``try: import ...`` keeps working."""
+    """An optional dependency is not installed. The message names the extra that brings it
+    and how to install it (:func:`install_hint`). An ``ImportError``, so code that probes for
+    an integration with ``try: import ...`` keeps working."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install mailparity with the optional dependencies of ``extra``. mailparity is
+    not on the Python Package Index yet: from a checkout, or from a wheel built from one."""
+    return (
+        f"install mailparity[{extra}] (in a checkout: pip install '.[{extra}]';"
+        f" a built wheel: pip install 'mailparity-<version>-py3-none-any.whl[{extra}]')"
+    )
 
 
 def missing_extra(extra: str, feature: str) -> MissingExtraError:
     """The error to raise (``from`` the original ImportError) when ``feature`` needs the
     optional dependencies of ``extra``."""
-    return MissingExtraError(
-        f"{feature} needs the {extra!r} extra: pip install 'mailparity[{extra}]'"
-    )
+    return MissingExtraError(f"{feature} needs the {extra!r} extra: {install_hint(extra)}")

@@ -7,7 +7,7 @@ mod_wsgi) can run. Two servers are bundled:
   runs): waitress, the server to deploy with. One event loop reads every connection and hands
   complete requests to a fixed pool of threads, so idle and slow clients hold no thread; idle or
   half-sent connections are closed after a read timeout and open connections are capped
-  (:class:`ServerLimits`). Needs the ``server`` extra (``pip install 'mailparity[server]'``).
+  (:class:`ServerLimits`). Needs the ``server`` extra.
 * :func:`serve` and :func:`serve_in_thread`: the standard library's ``wsgiref`` with one thread
   per connection and no read timeout, for tests and demos only: a few hundred idle connections
   exhaust it.
@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from . import telemetry
-from .errors import ConfigurationError
+from .errors import ConfigurationError, install_hint
 from .health import HealthCheck, check_for
 from .webhooks import DEFAULT_PREFIX, WebhookHandler, WebhookRequest, WebhookResponse, push_routes
 
@@ -390,7 +390,7 @@ def _waitress_server(
         import waitress
     except ImportError as exc:
         raise ConfigurationError(
-            "the production server needs waitress: pip install 'mailparity[server]'"
+            f"the production server needs waitress: {install_hint('server')}"
         ) from exc
     return waitress.create_server(
         make_wsgi_app(handler, health=None, metrics_path=metrics_path, **paths),

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from .fake_graph import FakeGraph
 
 _NEEDS = {
-    "responses": "pip install responses (or mailparity[dev])",
-    "cryptography": "pip install cryptography (or mailparity[dev])",
+    "responses": "pip install responses (or install mailparity with its 'testing' extra)",
+    "cryptography": "pip install cryptography (or install mailparity with its 'testing' extra)",
 }
 
 

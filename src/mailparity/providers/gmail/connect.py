@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ...errors import MailParityError
+from ...errors import MailParityError, install_hint
 from ..base import CliConnect, ConnectContext
 
 __all__ = ["CLI", "GMAIL_API", "GMAIL_SCOPES", "GOOGLE_TOKEN_URI"]
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, ctx: ConnectContext) -> int:
     try:
         from google_auth_oauthlib.flow import InstalledAppFlow
     except ImportError:
-        fail("`connect google` needs the cli extra: pip install 'mailparity[cli]'")
+        fail(f"`connect google` needs the cli extra: {install_hint('cli')}")
     from pydantic import SecretStr
 
     from ...models import OAuthTokens, utcnow

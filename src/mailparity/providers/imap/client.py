@@ -22,6 +22,7 @@ from ...errors import (
     NotFoundError,
     ProviderUnavailableError,
     TLSVerificationError,
+    install_hint,
 )
 from ...tls import _verification_failure
 from .config import ImapProviderConfig
@@ -55,8 +56,7 @@ def imapclient_module() -> Any:
         import imapclient
     except ImportError:
         raise ConfigurationError(
-            "the IMAP provider needs the 'imap' extra: pip install 'mailparity[imap]'",
-            provider="imap",
+            f"the IMAP provider needs the 'imap' extra: {install_hint('imap')}", provider="imap"
         ) from None
     return imapclient
 
