@@ -265,6 +265,34 @@ def test_chunked_decode_matches_whole() -> None:
     assert written == len(payload)
 
 
+@pytest.mark.parametrize("chunk_chars", [4, 5, 13, 64, 1 << 18])
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 100, 4099])
+def test_chunked_decode_of_every_spelling(chunk_chars: int, size: int) -> None:
+    import base64
+
+    from mailparity.providers.gmail.messages import b64url_decode_chunks
+
+    payload = bytes((i * 7 + 3) % 256 for i in range(size))
+    standard = base64.b64encode(payload).decode()
+    spellings = [
+        b64url(payload),  # Gmail's: url-safe, no padding
+        base64.urlsafe_b64encode(payload).decode(),  # padded
+        standard,  # the standard alphabet
+        "\r\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),  # MIME lines
+    ]
+    for text in spellings:
+        chunks = list(b64url_decode_chunks(text, chunk_chars=chunk_chars))
+        assert b"".join(chunks) == payload
+        assert all(chunks)  # never an empty chunk
+
+
+def test_chunked_decode_of_garbage_raises_value_error() -> None:
+    from mailparity.providers.gmail.messages import b64url_decode_chunks
+
+    with pytest.raises(ValueError, match=r"ASCII|base64|Incorrect|Invalid"):
+        list(b64url_decode_chunks("abcd" * 10 + "é!", chunk_chars=8))
+
+
 @responses.activate
 def test_inline_part_attachment_refetches_message(clock: Any) -> None:
     full, _ = full_from_mime(sample_mime())

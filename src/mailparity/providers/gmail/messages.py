@@ -46,9 +46,12 @@ class UnrepresentableError(Exception):
     """The structured payload cannot be turned into a message faithfully: use ``format=raw``."""
 
 
+_TO_URLSAFE = str.maketrans("+/", "-_")
+
+
 def b64url_decode(data: str) -> bytes:
     """Decode Gmail's base64url (unpadded; standard-alphabet input tolerated)."""
-    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
+    cleaned = "".join(data.split()).translate(_TO_URLSAFE).rstrip("=")
     return base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
 
 
@@ -62,14 +65,25 @@ def b64url_decode_into(data: str, into: IO[bytes], *, chunk_chars: int = 1 << 18
 
 
 def b64url_decode_chunks(data: str, *, chunk_chars: int = 1 << 18) -> Iterator[bytes]:
-    """Decode ``data`` a chunk at a time (each chunk from at most ``chunk_chars`` characters),
-    so that the decoded whole never sits in memory beside the text. Raises ValueError (as
-    ``base64`` does) on the chunk that is not base64url."""
-    cleaned = "".join(data.split()).translate(str.maketrans("+/", "-_")).rstrip("=")
-    cleaned += "=" * (-len(cleaned) % 4)
+    """Decode ``data`` a chunk at a time (each chunk from about ``chunk_chars`` characters), so
+    that neither the decoded whole nor a cleaned copy of the text sits in memory beside the
+    text. White space is skipped, the standard alphabet tolerated, padding optional. Raises
+    ValueError (as ``base64`` does) on the chunk that is not base64url."""
     step = max(4, chunk_chars - chunk_chars % 4)
-    for start in range(0, len(cleaned), step):
-        chunk = base64.urlsafe_b64decode(cleaned[start : start + step])
+    carry = ""
+    for start in range(0, len(data), step):
+        piece = data[start : start + step]
+        if not piece.isalnum():  # the usual case needs no cleaning at all
+            piece = "".join(piece.split()).translate(_TO_URLSAFE).rstrip("=")
+        piece = carry + piece
+        usable = len(piece) - len(piece) % 4
+        carry = piece[usable:]
+        if usable:
+            chunk = base64.urlsafe_b64decode(piece[:usable])
+            if chunk:
+                yield chunk
+    if carry:
+        chunk = base64.urlsafe_b64decode(carry + "=" * (-len(carry) % 4))
         if chunk:
             yield chunk
 
