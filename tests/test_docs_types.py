@@ -25,6 +25,7 @@ own package: ``myapp.mail`` provides the ``handler`` the framework pages import 
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -183,6 +184,14 @@ def test_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # A module of its own, as a reader's file would be (dataclasses look their module up).
     module = types.ModuleType(block.module)
     monkeypatch.setitem(sys.modules, block.module, module)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:  # no network
-        mock.add_passthru(re.compile(r"https?://127\.0\.0\.1[:/]"))
-        exec(code, module.__dict__)  # noqa: S102 - the documentation's own examples
+    # A block may add log handlers (the logging recipes): they must not outlive it.
+    loggers = [logging.getLogger(), logging.getLogger("mailparity")]
+    saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    try:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:  # no network
+            mock.add_passthru(re.compile(r"https?://127\.0\.0\.1[:/]"))
+            exec(code, module.__dict__)  # noqa: S102 - the documentation's own examples
+    finally:
+        for logger, handlers, level in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
