@@ -11,8 +11,11 @@ import pytest
 
 from mailparity.cli import main
 from mailparity.demo import (
+    CONNECT_CALLBACK,
     DEMO_EMAILS,
+    GOOGLE_CLIENT,
     GOOGLE_PROVIDER_ID,
+    MICROSOFT_CLIENT,
     MICROSOFT_PROVIDER_ID,
     _fit,
     _width,
@@ -64,11 +67,26 @@ def test_demo_publishes_one_complete_event_per_delivery(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "OK: each of the 8 deliveries produced exactly one complete event" in text
     assert "Graph validated our notification and lifecycle URLs over HTTP: HTTP 200" in text
+    # Both mailboxes were connected through the web connect flow, step by step.
+    for mailbox, provider_id in (("support@contoso.test", MICROSOFT_PROVIDER_ID),
+                                 ("help@fabrikam.test", GOOGLE_PROVIDER_ID)):
+        assert f"mailbox {mailbox} through the web connect flow" in text
+        assert (f"signed in there as {mailbox} and consented: HTTP 302 back to"
+                f" {CONNECT_CALLBACK} with a code") in text
+        assert (f"code redeemed with the PKCE verifier, {mailbox} verified, tokens stored as"
+                f" {provider_id}") in text
+    assert "/oauth2/v2.0/authorize" in text
+    assert "connected Microsoft mailbox support@contoso.test: subscription " in text
+    assert ("connected Gmail mailbox help@fabrikam.test: watch on"
+            " projects/fabrikam-helpdesk/topics/gmail-inbound") in text
+    assert text.index("tokens stored as contoso-support") < text.index("subscription ")
+    assert text.index("subscription ") < text.index("Graph validated") < text.index("help@fabr")
     assert "請求書の件について" in text
     # Secrets of the run never reach the console or the events.
     dumped = (tmp_path / "demo" / "events.json").read_text(encoding="utf-8")
     for secret in ("fake-graph-at.", "fake-graph-rt.", "ya29.", "1//fake-google-rt",
-                   "fake-client-secret"):
+                   "fake-client-secret", MICROSOFT_CLIENT[1], GOOGLE_CLIENT[1], "state=",
+                   "code="):
         assert secret not in dumped
         assert secret not in text
     lines = (tmp_path / "demo" / "events.jsonl").read_text(encoding="utf-8").splitlines()
@@ -105,6 +123,29 @@ def test_demo_fails_when_an_event_is_missing(
     assert run_demo(tmp_path, out=out) == 1
     assert "FAILED" in out.getvalue()
     assert "0 events instead of exactly one" in out.getvalue()
+
+
+def test_demo_fails_clearly_when_a_sign_in_is_declined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailparity.testing import FakeGmail
+
+    original = FakeGmail.add_mailbox
+
+    def declining(self: FakeGmail, address: str) -> object:
+        box = original(self, address)
+        self.decline_next()  # the user clicks "Cancel" on Google's consent screen
+        return box
+
+    monkeypatch.setattr(FakeGmail, "add_mailbox", declining)
+    out = io.StringIO()
+    assert run_demo(tmp_path, out=out) == 1
+    text = out.getvalue()
+    assert "with error=access_denied" in text
+    assert "FAILED: 1 problem(s):" in text
+    assert "connecting through the web flow failed: the google callback refused" in text
+    assert "events published" not in text
+    assert not (tmp_path / "events.json").exists()
 
 
 def test_cli_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

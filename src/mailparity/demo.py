@@ -5,12 +5,16 @@
 
 1. a :class:`~mailparity.stores.sqlite.SqliteStore` file (the embedded default) in the output
    folder, events published as JSON lines beside it;
-2. FakeGraph and FakeGmail served over HTTP on 127.0.0.1, the webhook endpoints of a
-   :class:`~mailparity.webhooks.WebhookHandler` served over HTTP by ``wsgi.serve_in_thread``;
-3. one Microsoft 365 and one Gmail mailbox connected (config and tokens in the store); the Graph
-   subscription is registered through the adapter, so the fake performs Graph's validation
-   handshake against our endpoint; the Gmail watch is registered; Pub/Sub push tokens are signed by
-   a test key whose certificates the handler fetches from the fake;
+2. FakeGraph and FakeGmail served over HTTPS on 127.0.0.1 (a throwaway certificate), the webhook
+   endpoints of a :class:`~mailparity.webhooks.WebhookHandler` served over HTTP by
+   ``wsgi.serve_in_thread``;
+3. one Microsoft 365 and one Gmail mailbox connected through the web connect flow
+   (:class:`~mailparity.webconnect.WebConnect`), as a helpdesk's customer would: start (state and
+   PKCE), the fake's authorization endpoint visited as the mailbox user (over HTTPS: msal speaks
+   only to an ``https`` login host), the callback redeeming the code, then the Graph subscription
+   (the fake performs Graph's validation handshake against our endpoint) and the Gmail watch;
+   Pub/Sub push tokens are signed by a test key whose certificates the handler fetches from the
+   fake;
 4. the same realistic emails (attachments, an inline image, a reply with In-Reply-To/References,
    non-ASCII subjects and names) delivered to both mailboxes; the fakes POST their notifications
    to our endpoints, each one twice (providers deliver at least once);
@@ -30,15 +34,20 @@ import sys
 import time
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
+    import requests
+
     from .models import InboundEmailReceived, MailParityEvent
     from .publishers import InMemoryPublisher, JsonlFilePublisher
+    from .stores.sqlite import SqliteStore
+    from .webconnect import ConnectResult, WebConnect
 
 __all__ = ["run_demo"]
 
@@ -54,6 +63,13 @@ DEMO_TENANT = "acme-helpdesk"
 #: What the Pub/Sub push subscription would be configured with (its ``oidcToken``).
 GOOGLE_AUDIENCE = "https://helpdesk.acme.test/webhooks/google"
 PUSH_SERVICE_ACCOUNT = "gmail-push@mailparity-test.iam.gserviceaccount.com"
+
+#: The host's callback URL, registered with both fakes' OAuth clients. The demo has no web app
+#: behind it: it reads the query the provider redirects the browser to and calls the callback.
+CONNECT_CALLBACK = "https://helpdesk.acme.test/mail/connect/callback"
+#: The helpdesk's OAuth clients (registered with the fakes only; nothing real).
+MICROSOFT_CLIENT = ("acme-helpdesk-app", "acme-helpdesk-app-secret")
+GOOGLE_CLIENT = ("acme-helpdesk.apps.googleusercontent.test", "acme-helpdesk-google-secret")
 
 #: Worker polls (0.05 s each) that must find nothing before the demo calls the queue idle.
 IDLE_POLLS = 3
@@ -370,6 +386,94 @@ def _verify(
         check.fail(f"{provider_id}: {len(extra)} unexpected event(s) for {message_id}")
 
 
+# ---------------------------------------------------------------------------- the web connect
+
+
+class _ConnectFailedError(Exception):
+    """A mailbox could not be connected through the web flow: the demo stops and fails."""
+
+
+def _web_connect(
+    connect: WebConnect,
+    browser: requests.Session,
+    provider: str,
+    *,
+    mailbox: str,
+    provider_id: str,
+    step: Callable[[str], None],
+) -> ConnectResult:
+    """Connect ``mailbox`` the way a helpdesk's customer does, narrated: start the flow, visit
+    the fake's authorization URL signed in as ``mailbox`` (``fake_user``: the fake's stand-in
+    for its login form and consent screen), then hand the query it redirects to to the callback,
+    which redeems the code and creates the subscription / watch.
+
+    Raises:
+        _ConnectFailedError: the fake did not send the browser back with a code, the callback
+            refused it, or the subscription / watch could not be created.
+    """
+    import requests
+
+    from .errors import MailParityError
+
+    started = connect.start(provider, owner=DEMO_TENANT, mailbox=mailbox, provider_id=provider_id)
+    page = urlsplit(started.url)
+    step(f"  start: state and PKCE challenge kept; the browser goes to {page.scheme}://"
+         f"{page.netloc}{page.path}")
+    try:
+        visit = browser.get(
+            f"{started.url}&{urlencode({'fake_user': mailbox})}", allow_redirects=False, timeout=10
+        )
+    except requests.RequestException as error:
+        raise _ConnectFailedError(f"the {provider} sign-in page did not answer: {error}") from error
+    back = urlsplit(visit.headers.get("Location", ""))
+    query = dict(parse_qsl(back.query, keep_blank_values=True))
+    if visit.status_code != 302 or f"{back.scheme}://{back.netloc}{back.path}" != CONNECT_CALLBACK:
+        raise _ConnectFailedError(
+            f"the {provider} sign-in page answered HTTP {visit.status_code} without sending the"
+            " browser back to the callback"
+        )
+    answer = "a code" if "code" in query else f"error={query.get('error', '?')}"
+    step(f"  signed in there as {mailbox} and consented: HTTP 302 back to {CONNECT_CALLBACK}"
+         f" with {answer}")
+    try:
+        result = connect.callback(query, owner=DEMO_TENANT)
+    except MailParityError as error:
+        raise _ConnectFailedError(f"the {provider} callback refused: {error}") from error
+    step(f"  callback: state spent, code redeemed with the PKCE verifier, {result.mailbox}"
+         f" verified, tokens stored as {result.provider_id}")
+    if result.subscription_error is not None:
+        raise _ConnectFailedError(f"{result.provider_id}: no push: {result.subscription_error}")
+    return result
+
+
+def _provider_key(fake: object) -> str:
+    """The key of the registered provider whose testing kit's fake ``fake`` is."""
+    from .providers import specs
+
+    for spec in specs():
+        kit = spec.testing_kit()
+        fake_class = None if kit is None else kit.fake_class()
+        if fake_class is not None and isinstance(fake, fake_class):
+            return spec.key
+    raise _ConnectFailedError(f"no registered provider is served by {type(fake).__name__}")
+
+
+def _push_text(store: SqliteStore, key: str, result: ConnectResult) -> str:
+    """What the connection's push is: ``subscription <id>`` (Graph) or ``watch on <topic>
+    (history from <id>)`` (Gmail), read back from the store."""
+    from .providers import get_spec
+
+    config = store.get_provider(result.provider_id or "")
+    subscription = result.subscription
+    if config is None or subscription is None:
+        raise _ConnectFailedError(f"{result.provider_id} has no push after connecting")
+    if subscription.id is not None:
+        return f"subscription {subscription.id}"
+    cursor_field = get_spec(key).cursor_field
+    cursor = getattr(config, cursor_field) if cursor_field else None
+    return f"watch on {subscription.resource} (history from {cursor})"
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -390,11 +494,11 @@ def run_demo(output_dir: Path, verbose: bool = False, *, out: TextIO | None = No
     from .models import InboundEmailReceived
     from .publishers import InMemoryPublisher, JsonlFilePublisher
     from .stores.sqlite import SqliteStore
-    from .testing.connect import connect_google, connect_microsoft
     from .testing.fake_gmail import FakeGmail
     from .testing.fake_graph import FakeGraph
     from .testing.oidc import TestOidcSigner
     from .testing.server import serve
+    from .webconnect import WebConnect
     from .webhooks import WebhookHandler
     from .worker import Worker
     from .wsgi import serve_in_thread
@@ -429,7 +533,13 @@ def run_demo(output_dir: Path, verbose: bool = False, *, out: TextIO | None = No
     signer = TestOidcSigner(kid="mailparity-demo")
     graph = FakeGraph(validator=validator, seed=7)
     gmail = FakeGmail(signer=signer, seed=7)
-    fake_server = serve(graph, gmail)
+    graph.add_client(*MICROSOFT_CLIENT, [CONNECT_CALLBACK])
+    gmail.add_client(*GOOGLE_CLIENT, [CONNECT_CALLBACK])
+    graph.add_mailbox(MICROSOFT_MAILBOX, "Contoso Support")
+    gmail.add_mailbox(GOOGLE_MAILBOX)
+    # HTTPS: msal refuses a plain-http login host. The session trusts the throwaway certificate.
+    fake_server = serve(graph, gmail, tls=True)
+    fake_server.trust(session)
     handler = WebhookHandler(
         store=store,
         publisher=publisher,
@@ -440,46 +550,51 @@ def run_demo(output_dir: Path, verbose: bool = False, *, out: TextIO | None = No
     )
     webhook_server = serve_in_thread(handler)
     check = _Check()
+    delivered: list[tuple[str, DemoEmail]] = []
     try:
         say("mailparity demo: Microsoft 365 and Gmail fakes on 127.0.0.1, the real pipeline")
         step(f"store: {output_dir / STORE_FILE} (SqliteStore)")
         step(f"provider fakes served at {fake_server.url} (Graph, Entra, Gmail, Google OAuth)")
         step(f"webhook endpoints served at {webhook_server.url}/webhooks/{{microsoft,google}}")
 
-        microsoft = connect_microsoft(
+        # The provider keys come from the registry (the fake each provider's testing kit names):
+        # the demo, like the core, names no provider key.
+        graph_key, gmail_key = _provider_key(graph), _provider_key(gmail)
+        connect = WebConnect(
             store,
-            graph,
-            MICROSOFT_MAILBOX,
-            provider_id=MICROSOFT_PROVIDER_ID,
-            tenant=DEMO_TENANT,
-            webhook_url=f"{webhook_server.url}/webhooks/microsoft",
-            display_name="Contoso Support",
+            redirect_uri=CONNECT_CALLBACK,
+            providers={
+                graph_key: {
+                    "client_id": MICROSOFT_CLIENT[0],
+                    "client_secret": MICROSOFT_CLIENT[1],
+                    "webhook_notification_url": f"{webhook_server.url}/webhooks/microsoft",
+                    **graph.config_overrides(),
+                },
+                gmail_key: {
+                    "client_id": GOOGLE_CLIENT[0],
+                    "client_secret": GOOGLE_CLIENT[1],
+                    "project_id": "fabrikam-helpdesk",
+                    "pubsub_topic_name": "gmail-inbound",
+                    **gmail.config_overrides(),
+                },
+            },
             session=session,
         )
-        shown = ", ".join(f"HTTP {status}" for _, status in validations) or "none"
-        step(
-            f"connected Microsoft mailbox {MICROSOFT_MAILBOX}: subscription"
-            f" {microsoft.webhook_subscription_id}"
-        )
-        step(f"  Graph validated our notification and lifecycle URLs over HTTP: {shown}")
-        if not validations or any(status != 200 for _, status in validations):
-            check.fail("Graph's validation handshake did not succeed")
-        google = connect_google(
-            store,
-            gmail,
-            GOOGLE_MAILBOX,
-            provider_id=GOOGLE_PROVIDER_ID,
-            tenant=DEMO_TENANT,
-            project_id="fabrikam-helpdesk",
-            topic="gmail-inbound",
-            session=session,
-        )
-        step(
-            f"connected Gmail mailbox {GOOGLE_MAILBOX}: watch on {google.topic_path}"
-            f" (history from {google.history_id})"
-        )
+        for label, key, mailbox, provider_id in (
+            ("Microsoft", graph_key, MICROSOFT_MAILBOX, MICROSOFT_PROVIDER_ID),
+            ("Gmail", gmail_key, GOOGLE_MAILBOX, GOOGLE_PROVIDER_ID),
+        ):
+            step(f"connecting {label} mailbox {mailbox} through the web connect flow")
+            result = _web_connect(
+                connect, session, key, mailbox=mailbox, provider_id=provider_id, step=step
+            )
+            step(f"connected {label} mailbox {mailbox}: {_push_text(store, key, result)}")
+            if key == graph_key:
+                shown = ", ".join(f"HTTP {status}" for _, status in validations) or "none"
+                step(f"  Graph validated our notification and lifecycle URLs over HTTP: {shown}")
+                if not validations or any(status != 200 for _, status in validations):
+                    check.fail("Graph's validation handshake did not succeed")
 
-        delivered: list[tuple[str, DemoEmail]] = []
         google_url = f"{webhook_server.url}/webhooks/google"
         sent = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
         for index, email in enumerate(DEMO_EMAILS):
@@ -537,6 +652,8 @@ def run_demo(output_dir: Path, verbose: bool = False, *, out: TextIO | None = No
             say(line)
         say()
         step(f"events written to {output_dir / EVENTS_JSON} (and {EVENTS_JSONL}, one per line)")
+    except _ConnectFailedError as error:
+        check.fail(f"connecting through the web flow failed: {error}")
     finally:
         webhook_server.shutdown()
         fake_server.close()
@@ -554,3 +671,9 @@ def run_demo(output_dir: Path, verbose: bool = False, *, out: TextIO | None = No
     )
     return 0
 
+
+
+if __name__ == "__main__":  # python -m mailparity.demo [--output DIR] [-v]
+    from .cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))
