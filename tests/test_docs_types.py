@@ -42,7 +42,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _BLOCK = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<code>.*?)^(?P=indent)```",
                     re.MULTILINE | re.DOTALL)
 _CONTEXT = re.compile(r"<!--\s*docs-test:\s*context\s*\n(.*?)-->", re.DOTALL)
-_NOT_RUN = re.compile(r"<!--\s*docs-test:\s*not run:?\s*(.*?)\s*-->\s*\Z", re.DOTALL)
+# A "not run" marker counts only when nothing but other docs-test markers (context) stands between
+# it and the block, and its reason stops at its own "-->" (a marker further up the page must not
+# swallow the text and comments that follow it).
+_NOT_RUN = re.compile(
+    r"<!--\s*docs-test:\s*not run:?\s*((?:(?!-->).)*?)\s*-->\s*"
+    r"(?:<!--\s*docs-test:\s*context(?:(?!-->).)*-->\s*)*\Z",
+    re.DOTALL,
+)
 _ANY_MARKER = re.compile(r"<!--\s*docs-test:\s*(\S+(?: \S+)?)")
 _DJANGO = re.compile(r"^\s*(from|import)\s+django\b", re.MULTILINE)
 
